@@ -1,0 +1,5 @@
+import sys
+
+from dvan.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Audio front end: files and recordings -> MFCC features."""

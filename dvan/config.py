@@ -1,0 +1,118 @@
+"""Typed, frozen configuration of the audio front end and the DVAN model.
+
+A checkpoint stores :class:`ModelConfig` as JSON next to its weights, so the exact model and
+its preprocessing can be rebuilt from the checkpoint alone (nanoGPT's ``model_args`` habit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# Bumped whenever a field changes meaning; loading refuses other versions with a message.
+FORMAT_VERSION = 1
+
+Representation = Literal["mfcc", "delta", "delta2", "spectrogram", "mfcc_stack"]
+AudioLayout = Literal["flat", "grid"]
+AudioBranchName = Literal["paper1d", "tconv"]
+BackboneName = Literal["efficientnet-lite0", "vgg16-fc7"]
+
+#: Feature width of each supported image backbone.
+BACKBONE_DIMS: dict[str, int] = {"efficientnet-lite0": 1280, "vgg16-fc7": 4096}
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """How a waveform becomes the audio branch's input (section V.A.2 of the paper).
+
+    The paper's ``flat`` layout is frame-major: coefficient c of frame t sits at index
+    ``t * n_coefficients + c`` so that truncating the vector truncates time. With the defaults,
+    12 coefficients x 2000 frames of 5 ms = 10 s of speech = the paper's d2 = 24000.
+    """
+
+    # Rate every input is resampled to before analysis, in Hz.
+    sample_rate: int = 16000
+    # FFT size and analysis window in samples: 256 at 16 kHz = the paper's 16 ms window.
+    n_fft: int = 256
+    # Hop between frames in samples: 80 at 16 kHz = the paper's 5 ms shift.
+    hop_length: int = 80
+    # Mel bands behind the MFCC; with n_fft=256 more than 64 leaves empty filters.
+    n_mels: int = 40
+    # Cepstral coefficients kept per frame (rows of the feature grid); 12 gives d2 = 24000.
+    n_coefficients: int = 12
+    # What each row holds: "mfcc" (M), "delta" (first derivative of M alone, the paper's ΔM),
+    # "delta2" (second derivative alone, Δ²M), "spectrogram" (log-mel energies in
+    # n_coefficients bands, the CNN+SPEC baseline) or "mfcc_stack" (M, ΔM, Δ²M as 3 channels).
+    representation: Representation = "mfcc"
+    # Frames kept: longer audio is truncated, shorter zero-padded (2000 x 5 ms = 10 s).
+    max_frames: int = 2000
+    # "flat" gives one vector of channels*n_coefficients*max_frames (the paper's 1-D input);
+    # "grid" gives (channels, n_coefficients, max_frames) for time-frequency convolutions.
+    layout: AudioLayout = "flat"
+    # Per-utterance mean/variance normalisation of each row over its valid frames. The paper
+    # does not say; raw c0 is in the hundreds, which makes unnormalised training brittle.
+    normalize: bool = True
+    # Leading/trailing audio quieter than this many dB below the peak is trimmed before analysis.
+    trim_db: float = 40.0
+
+    @property
+    def channels(self) -> int:
+        """Number of stacked feature maps (3 for mfcc_stack, else 1)."""
+        return 3 if self.representation == "mfcc_stack" else 1
+
+    @property
+    def flat_length(self) -> int:
+        """Length of the flattened vector (the paper's d2)."""
+        return self.channels * self.n_coefficients * self.max_frames
+
+    @property
+    def max_seconds(self) -> float:
+        """Seconds of audio that fit in max_frames."""
+        return self.max_frames * self.hop_length / self.sample_rate
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that rebuilds a DVAN model and its preprocessing."""
+
+    # Image backbone; its ImageNet features are V_I of equation 1.
+    backbone: BackboneName = "efficientnet-lite0"
+    # Audio front end feeding the audio branch.
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    # "paper1d" is Table I over the flat vector; "tconv" convolves the (coefficient, time) grid over time.
+    audio_branch: AudioBranchName = "paper1d"
+    # d3: width of the audio feature V_S.
+    audio_dim: int = 1024
+    # d4: width of the fusion feature h of equation 4.
+    fusion_dim: int = 512
+    # Dropout on V_I and V_S during training.
+    dropout: float = 0.0
+    # Version of this schema; see FORMAT_VERSION.
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def image_dim(self) -> int:
+        """d1: width of the backbone's image feature V_I."""
+        return BACKBONE_DIMS[self.backbone]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Rebuild from :meth:`to_dict` output; unknown keys raise ``ValueError`` naming them."""
+        data = dict(data)
+        audio_data = dict(data.pop("audio", {}))
+        audio_names = {f.name for f in dataclasses.fields(AudioConfig)}
+        model_names = {f.name for f in dataclasses.fields(cls)}
+        unknown = (set(audio_data) - audio_names) | (set(data) - model_names)
+        if unknown:
+            raise ValueError(f"unknown config fields: {sorted(unknown)}")
+        return cls(audio=AudioConfig(**audio_data), **data)
+
+
+def paper_config(representation: Representation = "mfcc", backbone: BackboneName = "efficientnet-lite0") -> ModelConfig:
+    """The paper's DVAN: flat 1-D audio input of d2 = 24000 into Table I, d3 = 1024, d4 = 512."""
+    return ModelConfig(backbone=backbone, audio=AudioConfig(representation=representation, layout="flat"))

@@ -1,0 +1,72 @@
+"""Domain errors of dvan, one tree so callers can catch as broadly or narrowly as they need.
+
+Every message names the file or setting at fault and says what to change.
+
+    DvanError
+    ├── AudioError                  an audio file cannot be turned into features
+    │   ├── AudioDecodeError        not audio, empty, truncated, unsupported encoding
+    │   └── SilentAudioError        decodes fine but holds no signal (digital silence)
+    ├── ImageError                  an image or raster cannot be read
+    ├── WeightsNotFoundError        backbone weights are missing; says where to put them
+    ├── CheckpointError             a model checkpoint is unreadable or does not fit
+    │   └── CheckpointMismatchError config of the checkpoint disagrees with what was asked
+    ├── ManifestError               a collection manifest line is invalid (names the line)
+    ├── LibraryError                a tile library cannot be opened or changed
+    │   └── BackboneMismatchError   library built with another backbone: re-index
+    ├── TrainingError               training stopped (divergence, NaN, no data)
+    └── Cancelled                   a long job was cancelled through its cancel token
+"""
+
+from __future__ import annotations
+
+
+class DvanError(Exception):
+    """Base class of every error dvan raises on purpose."""
+
+
+class AudioError(DvanError):
+    """An audio file cannot be turned into features."""
+
+
+class AudioDecodeError(AudioError):
+    """The file is not decodable audio (empty, truncated, wrong format)."""
+
+
+class SilentAudioError(AudioError):
+    """The audio decodes but contains no signal."""
+
+
+class ImageError(DvanError):
+    """An image or raster cannot be read."""
+
+
+class WeightsNotFoundError(DvanError):
+    """Pretrained backbone weights are not installed or not found."""
+
+
+class CheckpointError(DvanError):
+    """A model checkpoint cannot be read."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint's config disagrees with what the caller expects."""
+
+
+class ManifestError(DvanError):
+    """A collection manifest is invalid."""
+
+
+class LibraryError(DvanError):
+    """A tile library cannot be opened or changed."""
+
+
+class BackboneMismatchError(LibraryError):
+    """The library's stored features come from another backbone than the model's."""
+
+
+class TrainingError(DvanError):
+    """Training cannot go on."""
+
+
+class Cancelled(DvanError):
+    """A long job was cancelled by its caller."""

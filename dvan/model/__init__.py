@@ -1,0 +1,1 @@
+"""The DVAN network: audio branch, image branch, fusion scorer, checkpoints and the factory."""
