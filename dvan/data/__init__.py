@@ -1,0 +1,1 @@
+"""Collections of images with spoken captions: the manifest format and caption speaking."""
