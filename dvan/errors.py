@@ -11,6 +11,7 @@ Every message names the file or setting at fault and says what to change.
     ├── CheckpointError             a model checkpoint is unreadable or does not fit
     │   └── CheckpointMismatchError config of the checkpoint disagrees with what was asked
     ├── ManifestError               a collection manifest line is invalid (names the line)
+    ├── SpeechError                 captions cannot be spoken: TTS engine missing, unknown voice, bad caption file
     ├── LibraryError                a tile library cannot be opened or changed
     │   └── BackboneMismatchError   library built with another backbone: re-index
     ├── TrainingError               training stopped (divergence, NaN, no data)
@@ -54,6 +55,10 @@ class CheckpointMismatchError(CheckpointError):
 
 class ManifestError(DvanError):
     """A collection manifest is invalid."""
+
+
+class SpeechError(DvanError):
+    """Captions cannot be turned into speech (engine missing, unknown voice, invalid caption file)."""
 
 
 class LibraryError(DvanError):
