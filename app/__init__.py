@@ -1,0 +1,1 @@
+"""The PySide6 desktop viewer over dvan (search by voice, map, captions, training)."""
