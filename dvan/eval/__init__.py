@@ -1,0 +1,1 @@
+"""Evaluation: retrieval and matching metrics of the paper, and checkpoint evaluation reports."""
