@@ -9,7 +9,8 @@ Every message names the file or setting at fault and says what to change.
     ├── ImageError                  an image or raster cannot be read
     ├── WeightsNotFoundError        backbone weights are missing; says where to put them
     ├── CheckpointError             a model checkpoint is unreadable or does not fit
-    │   └── CheckpointMismatchError config of the checkpoint disagrees with what was asked
+    │   ├── CheckpointMismatchError config of the checkpoint disagrees with what was asked
+    │   └── UntrainedModelError     a model not marked trained was asked to present results
     ├── ManifestError               a collection manifest line is invalid (names the line)
     ├── SpeechError                 captions cannot be spoken: TTS engine missing, unknown voice, bad caption file
     ├── LibraryError                a tile library cannot be opened or changed
@@ -51,6 +52,10 @@ class CheckpointError(DvanError):
 
 class CheckpointMismatchError(CheckpointError):
     """A checkpoint's config disagrees with what the caller expects."""
+
+
+class UntrainedModelError(CheckpointError):
+    """A model whose info lacks ``"trained": true`` was asked to present search results."""
 
 
 class ManifestError(DvanError):
