@@ -190,3 +190,21 @@ def test_cuda_model_forward() -> None:
     model = create_model(paper_config(), device="cuda").model
     logits = model(torch.randn(2, 1280, device="cuda"), torch.randn(2, 24000, device="cuda"))
     assert logits.device.type == "cuda" and torch.isfinite(logits).all()
+
+
+def test_fast_cpu_kernel_equals_naive_fusion() -> None:
+    from dvan.model.fast_scoring import fast_logits
+
+    torch.manual_seed(1)
+    scorer = FusionScorer(1280, 1024, 512)
+    for parameter in scorer.parameters():
+        torch.nn.init.normal_(parameter, std=0.2)  # large pre-activations reach tanh's saturated range
+    images, audio = torch.randn(500, 1280), torch.randn(1, 1024)
+    with torch.no_grad():
+        gallery = scorer.gallery_projection(images).numpy()
+        query = scorer.query_projection(audio)[0].numpy()
+        direction, offset = scorer.decision_vector()
+        naive = naive_probability(scorer, images, audio[0]).numpy()
+    assert np.abs(gallery).max() > 8  # the clamp of the rational tanh is exercised
+    fast = 1 / (1 + np.exp(-fast_logits(gallery, query, direction.numpy(), float(offset))))
+    np.testing.assert_allclose(fast, naive, atol=1e-5)
