@@ -1,0 +1,148 @@
+"""Evaluate a model on one split of a manifest: both retrieval directions, every metric.
+
+Audio -> image: the queries are the split's spoken captions, the gallery its distinct images;
+image -> audio is the reverse. Rankings use the fusion scorer's match logit (the same order as
+the probability p[1] of equation 5, without float32 saturation ties); matching accuracy uses the
+probability. Each caption is paired with its own image (matching) and with one image of another
+class drawn with a fixed seed (non-matching), for Table II's balanced matching accuracy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dvan.config import AudioConfig
+from dvan.data.manifest import read_manifest
+from dvan.eval.metrics import DEFAULT_KS, DEFAULT_MAP_AT, cross_modal_report, matching_accuracy
+from dvan.model.dvan import DVAN
+from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
+
+#: Seed of the non-matching image drawn for each caption in the matching accuracy.
+NEGATIVE_SEED = 12345
+
+
+@torch.no_grad()
+def encode_queries(model: DVAN, grids: Sequence[np.ndarray], config: AudioConfig, device: torch.device,
+                   batch_size: int = 64, cancel: CancelToken | None = None) -> torch.Tensor:
+    """Query projections q (A, d4) of valid-frame audio grids, in eval mode."""
+    from dvan.train.data import batch_input
+
+    was_training = model.training
+    model.eval()
+    order = np.argsort([g.shape[2] for g in grids], kind="stable")  # similar lengths batch together
+    out = torch.empty((len(grids), model.config.fusion_dim), device=device)
+    for start in range(0, len(grids), batch_size):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        index = order[start:start + batch_size]
+        inputs = batch_input([grids[i] for i in index], config).to(device)
+        out[torch.as_tensor(index, device=device)] = model.query_projection(inputs).float()
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def score_split(model: DVAN, image_features: np.ndarray, grids: Sequence[np.ndarray], device: torch.device,
+                cancel: CancelToken | None = None, chunk: int = 64) -> np.ndarray:
+    """Match logits (A, I) of every caption against every image."""
+    was_training = model.training
+    model.eval()
+    gallery = model.gallery_projection(torch.as_tensor(image_features, dtype=torch.float32, device=device))
+    queries = encode_queries(model, grids, model.config.audio, device, cancel=cancel)
+    rows = [model.fusion.cross_logits(gallery, queries[start:start + chunk]).float().cpu()
+            for start in range(0, queries.shape[0], chunk)]
+    model.train(was_training)
+    return torch.cat(rows).numpy() if rows else np.zeros((0, gallery.shape[0]), np.float32)
+
+
+def negative_images(caption_labels: np.ndarray, image_labels: np.ndarray, seed: int = NEGATIVE_SEED) -> np.ndarray:
+    """For each caption, a random image of another class (-1 when the split has one class only)."""
+    rng = np.random.default_rng(seed)
+    out = np.full(len(caption_labels), -1, dtype=np.int64)
+    for i, label in enumerate(caption_labels):
+        others = np.flatnonzero(image_labels != label)
+        if others.size:
+            out[i] = others[rng.integers(0, others.size)]
+    return out
+
+
+def split_metrics(logits: np.ndarray, caption_labels: np.ndarray, image_labels: np.ndarray,
+                  caption_image: np.ndarray, ks: Sequence[int] = DEFAULT_KS, map_at: int = DEFAULT_MAP_AT,
+                  curve: bool = True) -> dict[str, Any]:
+    """Every metric of a split from its (caption, image) logits."""
+    report: dict[str, Any] = cross_modal_report(logits, caption_labels, image_labels, caption_image, ks, map_at, curve)
+    probability = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    rows = np.arange(len(caption_image))
+    negatives = negative_images(caption_labels, image_labels)
+    usable = negatives >= 0
+    report["matching_accuracy"] = matching_accuracy(probability[rows, caption_image][usable],
+                                                    probability[rows[usable], negatives[usable]]) \
+        if usable.any() else None
+    return report
+
+
+def summary(report: dict[str, Any]) -> dict[str, float | None]:
+    """The headline numbers of a report (what training logs per epoch)."""
+    a2i, i2a = report["audio_to_image"], report["image_to_audio"]
+    return {"map": (a2i["map"] + i2a["map"]) / 2, "a2i_map": a2i["map"], "i2a_map": i2a["map"],
+            "a2i_p@10": a2i["p@10"], "i2a_p@10": i2a["p@10"], "mR": report["pairs"]["mR"],
+            "matching_accuracy": report["matching_accuracy"]}
+
+
+def evaluate(checkpoint: str | Path, manifest: str | Path, split: str = "test", device: str | torch.device = "auto",
+             cache_dir: str | Path | None = None, progress: ProgressCallback = no_progress,
+             cancel: CancelToken | None = None, backbone_weights: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a checkpoint on one split of a manifest.
+
+    Args:
+        checkpoint: a model checkpoint (``best.safetensors`` of a training run, or the default model).
+        manifest: a collection manifest (JSON Lines).
+        split: "train", "val" or "test".
+        device: "auto", "cpu", "cuda", ...
+        cache_dir: feature cache folder (default ``$DVAN_CACHE`` or ``~/.cache/dvan``).
+        progress: progress callback.
+        cancel: cancellation token.
+        backbone_weights: explicit backbone weights (the paper's VGG16).
+
+    Returns:
+        A JSON-ready report: ``checkpoint``, ``manifest``, ``split``, ``created``, ``seconds``,
+        ``model`` (its config), ``checkpoint_info``, ``counts``, ``units`` ("fraction"),
+        ``audio_to_image`` and ``image_to_audio`` (map, map@150, p@K, r@K, f@K, pr_curve, ...),
+        ``pairs`` (pair-level r@K both ways and mR), ``matching_accuracy`` and ``skipped``.
+    """
+    from dvan.model.factory import create_model
+    from dvan.train.cache import FeatureCache
+    from dvan.train.data import load_split
+
+    started = time.monotonic()
+    bundle = create_model(checkpoint=checkpoint, device=device, backbone_weights=backbone_weights)
+    entries = read_manifest(manifest)
+    data = load_split(entries, split, bundle.config, FeatureCache(cache_dir), lambda: bundle.backbone,
+                      progress=progress, cancel=cancel)
+    progress(Progress("evaluate", 0, 1, f"scoring {len(data.captions)} captions x {len(data.image_paths)} images"))
+    logits = score_split(bundle.model, data.image_features, data.audio, bundle.device, cancel)
+    report = split_metrics(logits, data.caption_labels, data.image_labels, data.caption_image)
+    progress(Progress("evaluate", 1, 1, "done"))
+    info = bundle.info
+    return {
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "manifest": str(Path(manifest).resolve()),
+        "split": split,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.monotonic() - started, 2),
+        "device": str(bundle.device),
+        "model": bundle.config.to_dict(),
+        "checkpoint_info": {k: info[k] for k in ("preset", "val", "epoch", "manifest", "trained") if k in info},
+        "counts": {"captions": len(data.captions), "images": len(data.image_paths), "classes": len(data.classes),
+                   "speakers": len({e.speaker for e in data.captions if e.speaker})},
+        "units": "fraction",
+        "skipped": data.skipped,
+        **report,
+    }
