@@ -1,0 +1,298 @@
+"""Search a library: spoken query -> ranked tiles, image -> ranked spoken captions.
+
+    engine = SearchEngine(Library.open(path), load_search_model())
+    engine.prepare(progress)                    # gallery projections for this model, if missing
+    hits = engine.search(engine.encode_file("query.wav"), top_k=10, bbox=(w, s, e, n))
+
+Scores are the decomposed fusion of :mod:`dvan.model.fusion`, chunked over the memory-mapped
+projections (:mod:`dvan.search.kernels`). :meth:`SearchEngine.search_naive` runs the full
+per-pair fusion (:func:`dvan.model.fusion.naive_probability`) on the stored backbone features
+instead; on a float32 library both give the same ranking and probabilities (tests check it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dvan.audio.features import AudioFeatures, recording_features
+from dvan.errors import CheckpointError, LibraryError, UntrainedModelError
+from dvan.library.captions import ensure_captions
+from dvan.library.projection import captions_key, ensure_gallery, gallery_is_current, project_features
+from dvan.library.raster import open_raster
+from dvan.library.store import Caption, Library, Tile
+from dvan.model.factory import ModelBundle, create_model
+from dvan.model.fusion import naive_probability
+from dvan.progress import CancelToken, ProgressCallback, no_progress
+from dvan.resources import default_model_path
+from dvan.search.kernels import DEFAULT_CHUNK_ROWS, Decision, TopK, default_backend, top_k
+
+BBox = tuple[float, float, float, float]
+
+
+def is_trained(bundle: ModelBundle) -> bool:
+    """Whether the model's checkpoint info says ``"trained": true``."""
+    return bundle.info.get("trained") is True
+
+
+def load_search_model(checkpoint: str | Path | None = None, device: str | torch.device = "auto",
+                      allow_untrained: bool = False) -> ModelBundle:
+    """The model that ranks results: ``checkpoint``, or the embedded default model.
+
+    Args:
+        checkpoint: a checkpoint file; None takes resources/models/default.safetensors.
+        device: "auto", "cpu", "cuda", ...
+        allow_untrained: accept a model whose info lacks ``"trained": true`` (its rankings
+            are meaningless; for tests and debugging only).
+
+    Raises:
+        CheckpointError: no checkpoint given and no default model installed, or unreadable.
+        UntrainedModelError: the model is not marked trained and ``allow_untrained`` is False.
+    """
+    path = Path(checkpoint) if checkpoint is not None else default_model_path()
+    if checkpoint is None and not path.is_file():
+        raise CheckpointError(f"no trained model: the default model {path} is not installed; train one with "
+                              "'dvan train' (it is written there) or pass --model CKPT")
+    bundle = create_model(checkpoint=path, device=device)
+    if not is_trained(bundle) and not allow_untrained:
+        raise UntrainedModelError(f"{path}: this model is not marked as trained (its info lacks \"trained\": true), "
+                                  "so its rankings are meaningless and are not shown; use a trained model, or pass "
+                                  "--allow-untrained to see them anyway")
+    return bundle
+
+
+@dataclass(frozen=True)
+class Query:
+    """An encoded spoken query.
+
+    Attributes:
+        audio_feature: V_S (d3,) of the audio branch (used by the naive path).
+        projection: q = W_S V_S (d4,) float32.
+        source: file name or "recording".
+        seconds: seconds of speech analysed (after trimming, up to the model's limit).
+        truncated: whether longer speech was cut at the model's limit.
+    """
+
+    audio_feature: torch.Tensor
+    projection: np.ndarray
+    source: str
+    seconds: float
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class TileHit:
+    """One ranked tile."""
+
+    rank: int
+    probability: float
+    logit: float
+    tile: Tile
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"rank": self.rank, "probability": self.probability, "logit": self.logit, **self.tile.to_dict()}
+
+
+@dataclass(frozen=True)
+class CaptionHit:
+    """One ranked spoken caption."""
+
+    rank: int
+    probability: float
+    logit: float
+    caption: Caption
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"rank": self.rank, "probability": self.probability, "logit": self.logit, **self.caption.to_dict()}
+
+
+def _sigmoid(logit: float) -> float:
+    return 1.0 / (1.0 + math.exp(-logit)) if logit >= 0 else math.exp(logit) / (1.0 + math.exp(logit))
+
+
+class SearchEngine:
+    """Ranks a library's tiles for spoken queries and its spoken captions for images.
+
+    Args:
+        library: an open library.
+        bundle: the model (see :func:`load_search_model`).
+        backend: "auto" (fused CPU kernel, or torch on CUDA), "numba" or "torch".
+        chunk_rows: rows scored per chunk (memory is bounded by one chunk).
+
+    Raises:
+        BackboneMismatchError: the model's backbone is not the library's.
+    """
+
+    def __init__(self, library: Library, bundle: ModelBundle, backend: str = "auto",
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
+        library.check_backbone(bundle.config.backbone, f"model {bundle.checkpoint.name}" if bundle.checkpoint
+                               else "the model")
+        self.library = library
+        self.bundle = bundle
+        self.backend = default_backend(bundle.device) if backend == "auto" else backend
+        self.chunk_rows = chunk_rows
+        bundle.model.eval()
+        self.decision = Decision.from_scorer(bundle.model.fusion)
+
+    @property
+    def trained(self) -> bool:
+        """Whether the model is marked trained (else its results must not be shown as such)."""
+        return is_trained(self.bundle)
+
+    # -- preparing ---------------------------------------------------------------------------------
+
+    @property
+    def needs_projection(self) -> bool:
+        """Whether :meth:`prepare` has work to do (new model, or tiles imported without one)."""
+        captions_stale = bool(self.library.captions()) and self.library.meta("captions_key") != \
+            captions_key(self.bundle.model)
+        return not gallery_is_current(self.library, self.bundle.model) or captions_stale
+
+    def prepare(self, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> bool:
+        """Compute the gallery (and caption) projections this model needs; returns whether it did."""
+        did = ensure_gallery(self.library, self.bundle, progress, cancel)
+        if self.library.captions() and self.library.meta("captions_key") != captions_key(self.bundle.model):
+            did = ensure_captions(self.library, self.bundle, progress, cancel) or did
+        return did
+
+    # -- queries -----------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def encode(self, features: AudioFeatures, source: str) -> Query:
+        """Encode front-end features into a query."""
+        inputs = self.bundle.audio_frontend.batch([features]).to(self.bundle.device)
+        audio_feature = self.bundle.model.encode_audio(inputs)
+        projection = self.bundle.model.fusion.query_projection(audio_feature)
+        config = self.bundle.config.audio
+        return Query(audio_feature=audio_feature[0].float().cpu(),
+                     projection=projection[0].float().cpu().numpy().astype(np.float32), source=source,
+                     seconds=features.frames * config.hop_length / config.sample_rate, truncated=features.truncated)
+
+    def encode_file(self, path: str | Path) -> Query:
+        """Encode a spoken query from an audio file (WAV, FLAC, OGG).
+
+        Raises:
+            AudioError: the file is not usable audio.
+        """
+        return self.encode(self.bundle.audio_frontend.features(path), str(path))
+
+    def encode_recording(self, samples: np.ndarray, sample_rate: int) -> Query:
+        """Encode a spoken query from samples (e.g. from :func:`dvan.search.record.record_query`)."""
+        return self.encode(recording_features(samples, sample_rate, self.bundle.config.audio), "recording")
+
+    # -- tiles -------------------------------------------------------------------------------------
+
+    def candidates(self, bbox: BBox | None = None, sources: Sequence[str | Path] | None = None) -> np.ndarray:
+        """Sorted rows of the tiles passing the filters.
+
+        Args:
+            bbox: (west, south, east, north) in WGS84 degrees; tiles whose footprint intersects
+                it pass (tiles without georeferencing never do).
+            sources: files (or folders) whose tiles pass.
+        """
+        rows = self.library.live_rows()
+        if bbox is not None:
+            rows = np.intersect1d(rows, self.library.rows_in_bbox(*bbox), assume_unique=True)
+        if sources:
+            rows = np.intersect1d(rows, self.library.rows_of_sources(sources), assume_unique=True)
+        return rows
+
+    def search(self, query: Query | str | Path, top_k: int = 10, bbox: BBox | None = None,
+               sources: Sequence[str | Path] | None = None, cancel: CancelToken | None = None) -> list[TileHit]:
+        """The ``top_k`` tiles most likely to match the query, best first.
+
+        Raises:
+            LibraryError: the library's projections are not for this model; call :meth:`prepare`.
+        """
+        if not isinstance(query, Query):
+            query = self.encode_file(query)
+        if not gallery_is_current(self.library, self.bundle.model):
+            raise LibraryError(f"{self.library.path}: gallery projections are not for this model yet; run "
+                               f"'dvan library reproject {self.library.path} --model CKPT' (SearchEngine.prepare)")
+        gallery = self.library.gallery()
+        rows, logits = _top_k(gallery, self.candidates(bbox, sources), query.projection, self.decision, top_k,
+                              self.backend, self.bundle.device, self.chunk_rows, cancel)
+        tiles = self.library.tiles_at_rows(rows.tolist())
+        return [TileHit(rank + 1, _sigmoid(float(logit)), float(logit), tile)
+                for rank, (logit, tile) in enumerate(zip(logits, tiles, strict=True))]
+
+    @torch.inference_mode()
+    def search_naive(self, query: Query | str | Path, top_k: int = 10, bbox: BBox | None = None,
+                     sources: Sequence[str | Path] | None = None, chunk_rows: int = 4096) -> list[TileHit]:
+        """As :meth:`search`, with the full fusion run for every (tile, query) pair (reference path).
+
+        Ranks by the match probability of equation 5 and reports its logit
+        ``log(p / (1 - p))``; slow, for tests and benchmarks.
+        """
+        if not isinstance(query, Query):
+            query = self.encode_file(query)
+        features = self.library.backbone_features()
+        candidates = self.candidates(bbox, sources)
+        audio = query.audio_feature.to(self.bundle.device)
+        best = TopK(top_k)
+        for start in range(0, candidates.size, chunk_rows):
+            rows = candidates[start:start + chunk_rows]
+            images = torch.from_numpy(np.asarray(features[rows], dtype=np.float32)).to(self.bundle.device)
+            probability = naive_probability(self.bundle.model.fusion, images, audio).double().cpu().numpy()
+            logits = np.log(probability) - np.log1p(-probability)
+            best.add(rows, logits.astype(np.float32))
+        rows, logits = best.result()
+        tiles = self.library.tiles_at_rows(rows.tolist())
+        return [TileHit(rank + 1, _sigmoid(float(logit)), float(logit), tile)
+                for rank, (logit, tile) in enumerate(zip(logits, tiles, strict=True))]
+
+    # -- captions ----------------------------------------------------------------------------------
+
+    def image_projection(self, image: np.ndarray | str | Path | int) -> np.ndarray:
+        """Gallery projection G (d4,) of an image: (H, W, 3) uint8 pixels, an image file, or a tile id.
+
+        A file larger than the library's tile size is read whole, downsampled to the tile size.
+        A tile id uses the tile's stored backbone feature (no raster read).
+        """
+        if isinstance(image, (int, np.integer)):
+            features = self.library.tile_features([int(image)])
+        else:
+            if isinstance(image, (str, Path)):
+                with open_raster(image) as source:
+                    pixels = source.read_whole(int(self.library.meta("tile_size")))[0]
+            else:
+                pixels = np.asarray(image)
+            features = self.bundle.backbone.features([pixels])
+        return project_features(self.bundle.model, features.astype(np.float16), self.bundle.device)[0]
+
+    def captions(self, image: np.ndarray | str | Path | int, top_k: int = 10) -> list[CaptionHit]:
+        """The ``top_k`` spoken captions most likely to describe the image, best first.
+
+        Raises:
+            LibraryError: the library holds no spoken captions, or they are for another model.
+        """
+        held = self.library.captions()
+        if not held:
+            raise LibraryError(f"{self.library.path}: the library holds no spoken captions; add some with "
+                               f"'dvan library add-captions {self.library.path} MANIFEST'")
+        if self.library.meta("captions_key") != captions_key(self.bundle.model):
+            raise LibraryError(f"{self.library.path}: the spoken captions were encoded by another model; run "
+                               f"'dvan library reproject {self.library.path} --model CKPT' (SearchEngine.prepare)")
+        projection = self.image_projection(image)
+        gallery = self.library.caption_projections()
+        candidates = np.array(sorted(c.row for c in held), dtype=np.int64)
+        rows, logits = _top_k(gallery, candidates, projection, self.decision, top_k, self.backend,
+                              self.bundle.device, self.chunk_rows, None)
+        captions = self.library.captions_at_rows(rows.tolist())
+        return [CaptionHit(rank + 1, _sigmoid(float(logit)), float(logit), caption)
+                for rank, (logit, caption) in enumerate(zip(logits, captions, strict=True))]
+
+
+def _top_k(gallery: np.ndarray, candidates: np.ndarray, query: np.ndarray, decision: Decision, k: int, backend: str,
+           device: torch.device, chunk_rows: int, cancel: CancelToken | None) -> tuple[np.ndarray, np.ndarray]:
+    check = cancel.raise_if_cancelled if cancel is not None else None
+    return top_k(gallery, candidates, query, decision, k, backend=backend, device=device, chunk_rows=chunk_rows,
+                 check=check)
