@@ -231,12 +231,10 @@ class RasterSource:
         """Bounds of a window in the source CRS and in WGS84 (see :class:`Footprint`)."""
         if self.transform is None:
             return Footprint(None, None, None)
-        from affine import Affine
-
-        affine = Affine(*self.transform)
+        a, b, c, d, e, f = self.transform
         x0, y0 = window.col_off, window.row_off
         x1, y1 = x0 + window.width, y0 + window.height
-        corners = [affine * (x0, y0), affine * (x1, y0), affine * (x1, y1), affine * (x0, y1)]
+        corners = [(a * col + b * row + c, d * col + e * row + f) for col, row in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
         xs = [c[0] for c in corners]
         ys = [c[1] for c in corners]
         bounds = (min(xs), min(ys), max(xs), max(ys))

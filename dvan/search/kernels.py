@@ -109,7 +109,8 @@ def chunk_logits(gallery: np.ndarray, rows: np.ndarray, query: np.ndarray, decis
         out = np.empty(rows.size, dtype=np.float32)
         query32 = np.ascontiguousarray(query, dtype=np.float32)
         rows64 = np.ascontiguousarray(rows, dtype=np.int64)
-        base = np.asarray(gallery)
+        base = np.asarray(gallery).view()
+        base.setflags(write=False)  # one compiled specialisation: memory maps are read-only anyway
         if base.dtype == np.float16:
             fused.logits_f16(base.view(np.uint16), rows64, query32, decision.direction, np.float32(decision.offset),
                              out)

@@ -1,0 +1,54 @@
+"""``dvan captions``: rank a library's spoken captions for an image (image -> audio search)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dvan.cli._library_common import StageBars, add_model_options
+from dvan.library import Library
+from dvan.progress import CancelToken
+from dvan.search import SearchEngine, load_search_model
+
+
+def run(args: argparse.Namespace) -> int:
+    """Rank the captions and print them."""
+    bundle = load_search_model(args.model, args.device, args.allow_untrained)
+    with Library.open(args.library) as library:
+        engine = SearchEngine(library, bundle)
+        if engine.needs_projection:
+            print("computing projections for this model (once)", file=sys.stderr)
+            bars = StageBars(disable=args.json)
+            try:
+                engine.prepare(bars, CancelToken())
+            finally:
+                bars.close()
+        image = args.tile if args.tile is not None else args.image
+        hits = engine.captions(image, top_k=args.top)
+    what = f"tile {args.tile}" if args.tile is not None else str(args.image)
+    if args.json:
+        print(json.dumps({"image": what, "model": str(bundle.checkpoint), "trained": engine.trained,
+                          "hits": [h.to_dict() for h in hits]}, indent=2))
+        return 0
+    note = "" if engine.trained else "  [UNTRAINED MODEL: rankings are meaningless]"
+    print(f"spoken captions for {what}{note}")
+    print(f"{'rank':>4}  {'prob':>6}  {'audio':<24}  text")
+    for hit in hits:
+        caption = hit.caption
+        print(f"{hit.rank:>4}  {hit.probability:6.4f}  {caption.audio.name:<24}  {caption.text or '-'}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``dvan captions``."""
+    parser = subparsers.add_parser("captions", help="rank a library's spoken captions for an image")
+    parser.add_argument("library", type=Path)
+    image = parser.add_mutually_exclusive_group(required=True)
+    image.add_argument("--image", type=Path, help="an image or raster file (read whole, downsampled to a tile)")
+    image.add_argument("--tile", type=int, help="a tile of the library, by id (uses its stored features)")
+    parser.add_argument("--top", type=int, default=10, help="how many captions to show (default 10)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_model_options(parser, results=True)
+    parser.set_defaults(func=run)

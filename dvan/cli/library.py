@@ -1,0 +1,200 @@
+"""``dvan library``: create, add to, inspect, prune, reproject and re-index tile libraries."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dvan.cli._library_common import StageBars, add_model_options, optional_model
+from dvan.errors import LibraryError
+from dvan.library import Library, add_captions, ensure_captions, ensure_gallery, import_paths
+from dvan.library.store import GALLERY_DTYPES
+from dvan.model.factory import create_model
+from dvan.progress import CancelToken
+
+
+def _create(args: argparse.Namespace) -> int:
+    library = Library.create(args.path, backbone=args.backbone, gallery_dtype=args.gallery_dtype,
+                             tile_size=args.tile_size, overlap=args.overlap)
+    print(f"created library {library.path} (backbone {args.backbone}, tiles {args.tile_size} px, overlap "
+          f"{args.overlap} px, gallery {args.gallery_dtype})")
+    library.close()
+    return 0
+
+
+def _add(args: argparse.Namespace) -> int:
+    library = Library.open(args.path)
+    bundle = optional_model(args.model, args.device)
+    if bundle is None:
+        print("no model given and no default model installed: storing backbone features only; gallery projections "
+              "are computed before the first search", file=sys.stderr)
+    bars = StageBars(disable=args.quiet)
+    try:
+        report = import_paths(library, args.sources, bundle=bundle, tile_size=args.tile_size, overlap=args.overlap,
+                              batch_size=args.batch_size, progress=bars, cancel=CancelToken())
+    finally:
+        bars.close()
+        library.close()
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    with Library.open(args.path) as library:
+        info = library.info()
+        sources = library.sources()
+    if args.json:
+        info["source_files"] = [{"path": str(s.path), "status": s.status, "tiles": s.tiles, "crs": s.crs,
+                                 "size": [s.width, s.height]} for s in sources]
+        print(json.dumps(info, indent=2))
+        return 0
+    model = info["model"]
+    print(f"library {info['path']}")
+    print(f"backbone {info['backbone']}; tiles {info['tile_size']} px, overlap {info['overlap']} px; gallery "
+          f"{info['gallery_dtype']}")
+    print(f"{info['tiles']} tiles ({info['tiles_georeferenced']} georeferenced) from {info['sources']} source file(s)"
+          + (f", {info['sources_incomplete']} incomplete (run 'dvan library add' again to finish)"
+             if info["sources_incomplete"] else ""))
+    if info["nodata_windows_skipped"]:
+        print(f"{info['nodata_windows_skipped']} all-nodata window(s) not indexed")
+    print("CRS: " + (", ".join(info["crs"]) or "-"))
+    if info["lonlat_extent"]:
+        print("extent (W,S,E,N): " + ",".join(f"{v:.5f}" for v in info["lonlat_extent"]))
+    if model["gallery_key"]:
+        state = "up to date" if model["up_to_date"] else f"{model['projected_rows']} of {info['rows']} rows projected"
+        print(f"model: {model['checkpoint']} ({state})")
+    else:
+        print("model: none yet (projections are computed before the first search)")
+    print(f"spoken captions: {info['captions']}" + (f" (model {info['captions_model']})" if info["captions"] else ""))
+    print(f"disk: {info['disk_bytes'] / 1e6:.1f} MB" + (f"; {info['unused_rows']} unused rows of removed tiles"
+                                                       if info["unused_rows"] else ""))
+    if args.sources:
+        for source in sources:
+            print(f"  {source.status:9s} {source.tiles:6d} tiles  {source.path}")
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    with Library.open(args.path) as library:
+        ids: list[int] = []
+        for source in args.sources:
+            found = library.source_ids_for(source)
+            if not found:
+                raise LibraryError(f"{source}: not a source of library {args.path}; see 'dvan library info {args.path} "
+                                   "--sources'")
+            ids.extend(found)
+        with library.writer():
+            removed = library.delete_sources(sorted(set(ids)))
+    print(f"removed {len(set(ids))} source file(s) and {removed} tile(s)")
+    return 0
+
+
+def _reproject(args: argparse.Namespace) -> int:
+    bundle = optional_model(args.model, args.device)
+    if bundle is None:
+        raise LibraryError("no model: pass --model CKPT (no default model is installed)")
+    bars = StageBars(disable=args.quiet)
+    with Library.open(args.path) as library:
+        try:
+            did = ensure_gallery(library, bundle, bars, CancelToken())
+            if library.captions():
+                did = ensure_captions(library, bundle, bars, CancelToken()) or did
+        finally:
+            bars.close()
+    print("projections recomputed from stored features" if did else "projections already up to date for this model")
+    return 0
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    bundle = None
+    backbone = args.backbone
+    if args.model is not None:
+        bundle = create_model(checkpoint=args.model, device=args.device)
+        backbone = bundle.config.backbone
+    if backbone is None:
+        raise LibraryError("say which backbone to re-index with: --backbone NAME or --model CKPT")
+    bars = StageBars(disable=args.quiet)
+    with Library.open(args.path) as library:
+        with library.writer():
+            paths = library.reset_backbone(backbone)
+            try:
+                report = import_paths(library, paths, bundle=bundle, progress=bars, cancel=CancelToken())
+            finally:
+                bars.close()
+            library.finish_reindex()
+    print(f"re-indexed with {backbone}")
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def _add_captions(args: argparse.Namespace) -> int:
+    bundle = optional_model(args.model, args.device)
+    if bundle is None:
+        raise LibraryError("no model: pass --model CKPT (no default model is installed); spoken captions are "
+                           "encoded by the model's audio branch")
+    bars = StageBars(disable=args.quiet)
+    with Library.open(args.path) as library:
+        try:
+            report = add_captions(library, args.manifest, bundle, bars, CancelToken())
+        finally:
+            bars.close()
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``dvan library`` and its sub-commands."""
+    parser = subparsers.add_parser("library", help="create and manage tile libraries")
+    commands = parser.add_subparsers(dest="library_command", metavar="ACTION", required=True)
+
+    create = commands.add_parser("create", help="make a new, empty library folder")
+    create.add_argument("path", type=Path)
+    create.add_argument("--backbone", default="efficientnet-lite0", choices=["efficientnet-lite0", "vgg16-fc7"])
+    create.add_argument("--tile-size", type=int, default=256, help="tile size in pixels (default 256)")
+    create.add_argument("--overlap", type=int, default=0, help="overlap of neighbouring tiles in pixels (default 0)")
+    create.add_argument("--gallery-dtype", default="float16", choices=sorted(GALLERY_DTYPES),
+                        help="storage of gallery projections: float16 (half the size) or float32 (exact)")
+    create.set_defaults(func=_create)
+
+    add = commands.add_parser("add", help="import raster files and folders (GeoTIFF, JPEG2000, PNG, JPEG, ...)")
+    add.add_argument("path", type=Path, help="the library")
+    add.add_argument("sources", nargs="+", type=Path, metavar="FILE_OR_FOLDER")
+    add.add_argument("--tile-size", type=int, default=None, help="tile size in pixels (default: the library's)")
+    add.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels (default: the library's)")
+    add.add_argument("--batch-size", type=int, default=16, help="tiles per backbone batch and commit")
+    add.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_options(add, results=False)
+    add.set_defaults(func=_add)
+
+    info = commands.add_parser("info", help="what a library holds")
+    info.add_argument("path", type=Path)
+    info.add_argument("--sources", action="store_true", help="list every source file")
+    info.add_argument("--json", action="store_true", help="print as JSON (with every source file)")
+    info.set_defaults(func=_info)
+
+    remove = commands.add_parser("remove", help="remove source files (or every source under a folder)")
+    remove.add_argument("path", type=Path)
+    remove.add_argument("sources", nargs="+", type=Path, metavar="SOURCE")
+    remove.set_defaults(func=_remove)
+
+    reproject = commands.add_parser("reproject", help="recompute projections for another model (no raster reads)")
+    reproject.add_argument("path", type=Path)
+    reproject.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_options(reproject, results=False)
+    reproject.set_defaults(func=_reproject)
+
+    reindex = commands.add_parser("reindex", help="re-read every source with another backbone")
+    reindex.add_argument("path", type=Path)
+    reindex.add_argument("--backbone", choices=["efficientnet-lite0", "vgg16-fc7"], default=None)
+    reindex.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_options(reindex, results=False)
+    reindex.set_defaults(func=_reindex)
+
+    captions = commands.add_parser("add-captions", help="add spoken captions from a manifest (image -> audio gallery)")
+    captions.add_argument("path", type=Path)
+    captions.add_argument("manifest", type=Path, help="JSON Lines manifest (see dvan.data.manifest)")
+    captions.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_options(captions, results=False)
+    captions.set_defaults(func=_add_captions)
