@@ -1,0 +1,315 @@
+"""The app's one adapter over dvan: library, model, search, captions (no Qt).
+
+Views call these methods (directly for quick reads, through :mod:`app.worker` for anything slow);
+long ones take ``progress`` and ``cancel`` like every dvan job. Only this module imports dvan's
+library and search code, so the views see :mod:`app.types` records only.
+
+Thread safety: reads of the library are guarded by its own lock; the model bundle is created
+once under a lock and only read afterwards; jobs that write (import, reproject) run one at a time
+(the views disable their buttons while one runs, and the library holds a write lock).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.types import CaptionHit, FileReport, Hit, ImportReport, ModelStatus, SearchOutcome, TileInfo
+from dvan.errors import CheckpointError, LibraryError
+from dvan.progress import CancelToken, ProgressCallback, no_progress
+
+#: Tiles returned per query (the grid shows them all; the map highlights the best 20).
+MAX_HITS = 100
+#: Spoken captions returned per image.
+MAX_CAPTIONS = 50
+
+
+def is_trained(info: dict[str, Any]) -> bool:
+    """Whether a checkpoint's info marks it as trained (``"trained": true``)."""
+    return info.get("trained") is True
+
+
+def _tile_info(tile: Any) -> TileInfo:
+    window = tile.window.as_tuple() if hasattr(tile.window, "as_tuple") else tuple(tile.window)
+    return TileInfo(id=int(tile.id), source=Path(tile.source), window=window, crs=tile.crs,
+                    pixel_size=tuple(tile.pixel_size) if tile.pixel_size else None,
+                    lonlat_polygon=tuple(tuple(p) for p in tile.lonlat_polygon) if tile.lonlat_polygon else None)
+
+
+class Backend:
+    """Holds the open library and the active model; every dvan call of the app goes through here.
+
+    Args:
+        device: "auto", "cuda" or "cpu".
+        backbone_weights: weights file of the VGG16 backbone, if any.
+        model_path: the active checkpoint; None = the shipped default model.
+    """
+
+    def __init__(self, device: str = "auto", backbone_weights: str | Path | None = None,
+                 model_path: str | Path | None = None) -> None:
+        self.device = device
+        self.backbone_weights = Path(backbone_weights) if backbone_weights else None
+        self.model_path = Path(model_path) if model_path else None
+        self.library: Any = None
+        self._bundle: Any = None
+        self._engine: Any = None
+        self._bundle_lock = threading.Lock()
+        self._tiles: list[TileInfo] | None = None
+        self._tiles_by_id: dict[int, TileInfo] = {}
+
+    # -- library -------------------------------------------------------------------------------
+    @property
+    def library_path(self) -> Path | None:
+        """Folder of the open library."""
+        return Path(self.library.path) if self.library is not None else None
+
+    def create_library(self, path: str | Path, backbone: str | None = None) -> None:
+        """Create an empty library (for the active model's backbone) and open it."""
+        from dvan.library.store import Library
+
+        if backbone is None:
+            backbone = self.model_config().backbone
+        library = Library.create(path, backbone=backbone)
+        self._set_library(library)
+
+    def open_library(self, path: str | Path) -> None:
+        """Open an existing library."""
+        from dvan.library.store import Library
+
+        self._set_library(Library.open(path))
+
+    def _set_library(self, library: Any) -> None:
+        old, self.library = self.library, library
+        self._tiles = None
+        self._engine = None
+        if old is not None:
+            old.close()
+
+    def close(self) -> None:
+        """Close the library."""
+        self._set_library(None)
+
+    def library_info(self) -> dict[str, Any]:
+        """The library's summary (``dvan library info``), or {} without one."""
+        return self.library.info() if self.library is not None else {}
+
+    def tiles(self, refresh: bool = False) -> list[TileInfo]:
+        """Every tile of the library (cached until the next import)."""
+        if self.library is None:
+            return []
+        if self._tiles is None or refresh:
+            self._tiles = [_tile_info(t) for t in self.library.tiles()]
+            self._tiles_by_id = {t.id: t for t in self._tiles}
+        return self._tiles
+
+    def tile(self, tile_id: int) -> TileInfo:
+        """One tile by id."""
+        self.tiles()
+        found = self._tiles_by_id.get(tile_id)
+        if found is None:
+            found = _tile_info(self._require_library().tile(tile_id))
+        return found
+
+    def thumbnail(self, tile_id: int) -> bytes:
+        """The tile's JPEG thumbnail bytes."""
+        return bytes(self._require_library().thumbnail(tile_id))
+
+    def tile_image(self, tile_id: int) -> np.ndarray:
+        """The tile's full-resolution pixels (H, W, 3) uint8, re-read from its source."""
+        return np.asarray(self._require_library().read_tile_image(tile_id))
+
+    def _require_library(self) -> Any:
+        if self.library is None:
+            raise LibraryError("no library is open; create or open one in the Library tab")
+        return self.library
+
+    def import_paths(self, paths: Sequence[str | Path], *, progress: ProgressCallback = no_progress,
+                     cancel: CancelToken | None = None) -> ImportReport:
+        """Import files and folders into the open library (tiles, features and the model's projections)."""
+        from dvan.errors import Cancelled
+        from dvan.library.importer import import_paths
+
+        library = self._require_library()
+        started = time.perf_counter()
+        bundle = self._trained_bundle_or_none()
+        try:
+            result = import_paths(library, list(paths), bundle=bundle, progress=progress, cancel=cancel)
+        except Cancelled:
+            self._tiles = None
+            report = ImportReport(seconds=time.perf_counter() - started, cancelled=True)
+            report.tiles = len(self.tiles(refresh=True))
+            return report
+        self._tiles = None
+        return _convert_report(result)
+
+    # -- model ---------------------------------------------------------------------------------
+    def model_checkpoint(self) -> Path:
+        """The active checkpoint (the shipped default when none was chosen)."""
+        if self.model_path is not None:
+            return self.model_path
+        from dvan.resources import default_model_path
+
+        return default_model_path()
+
+    def model_status(self) -> ModelStatus:
+        """The active model: is there one, is it trained."""
+        from dvan.model.checkpoint import read_checkpoint_metadata
+
+        path = self.model_checkpoint()
+        try:
+            _, info = read_checkpoint_metadata(path)
+        except CheckpointError as exc:
+            return ModelStatus(path=None, trained=False, message=str(exc))
+        if not is_trained(info):
+            return ModelStatus(path=path, trained=False, info=info,
+                               message=f"{path.name} is an untrained model (its info lacks \"trained\": true), so its "
+                                       "rankings mean nothing; fine-tune it in the Training tab or choose a trained "
+                                       "checkpoint in Settings")
+        return ModelStatus(path=path, trained=True, info=info)
+
+    def model_config(self) -> Any:
+        """The active model's config (a default config when no checkpoint is readable)."""
+        from dvan.config import ModelConfig
+        from dvan.model.checkpoint import read_checkpoint_metadata
+
+        try:
+            config, _ = read_checkpoint_metadata(self.model_checkpoint())
+            return config
+        except CheckpointError:
+            return ModelConfig()
+
+    def set_model(self, path: str | Path | None) -> None:
+        """Make another checkpoint active (loaded on next use)."""
+        with self._bundle_lock:
+            self.model_path = Path(path) if path else None
+            self._bundle = None
+            self._engine = None
+
+    def set_device(self, device: str) -> None:
+        """Use another torch device from the next model load on."""
+        with self._bundle_lock:
+            self.device = device
+            self._bundle = None
+            self._engine = None
+
+    def set_backbone_weights(self, path: str | Path | None) -> None:
+        """Use another VGG16 weights file from the next model load on."""
+        with self._bundle_lock:
+            self.backbone_weights = Path(path) if path else None
+            self._bundle = None
+            self._engine = None
+
+    def trained_bundle(self) -> Any:
+        """The active model, loaded on first use; an untrained one is refused.
+
+        Raises:
+            UntrainedModelError: its info lacks ``"trained": true``.
+            CheckpointError: no readable checkpoint.
+        """
+        with self._bundle_lock:
+            if self._bundle is None:
+                from dvan.search.engine import load_search_model
+
+                bundle = load_search_model(self.model_path, device=self.device)
+                bundle.backbone_weights = self.backbone_weights
+                self._bundle = bundle
+            return self._bundle
+
+    def _trained_bundle_or_none(self) -> Any:
+        try:
+            return self.trained_bundle()
+        except CheckpointError:  # UntrainedModelError included
+            return None
+
+    def engine(self) -> Any:
+        """The search engine over the open library and the active trained model."""
+        library = self._require_library()
+        bundle = self.trained_bundle()
+        with self._bundle_lock:
+            if self._engine is None or self._engine.library is not library or self._engine.bundle is not bundle:
+                from dvan.search.engine import SearchEngine
+
+                self._engine = SearchEngine(library, bundle)
+            return self._engine
+
+    def needs_projection(self) -> bool:
+        """Whether the library's projections must be computed for the active model before searching."""
+        if self.library is None or not self.model_status().trained:
+            return False
+        return bool(self.engine().needs_projection)
+
+    def reproject(self, *, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> bool:
+        """Compute the library's gallery and caption projections for the active model; True when it did."""
+        return bool(self.engine().prepare(progress, cancel))
+
+    def warm_up(self) -> None:
+        """Load the model and run the audio front end once, so the first spoken query is answered fast."""
+        engine = self.engine()
+        rate = int(engine.bundle.config.audio.sample_rate)
+        t = np.arange(rate) / rate
+        tone = (0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t) ** 2).astype(np.float32)
+        engine.encode_recording(tone, rate)
+
+    # -- search --------------------------------------------------------------------------------
+    def search_waveform(self, samples: np.ndarray, rate: int, source: str = "microphone",
+                        top_k: int = MAX_HITS) -> SearchOutcome:
+        """Rank the library's tiles for a recorded query.
+
+        Raises:
+            UntrainedModelError: the active model is untrained.
+            dvan.errors.AudioError: the recording holds no usable audio.
+        """
+        engine = self.engine()
+        started = time.perf_counter()
+        query = engine.encode_recording(np.asarray(samples, dtype=np.float32), int(rate))
+        return self._search(engine, query, started, source, top_k)
+
+    def search_file(self, path: str | Path, top_k: int = MAX_HITS) -> SearchOutcome:
+        """Rank the library's tiles for a spoken query in an audio file."""
+        engine = self.engine()
+        started = time.perf_counter()
+        return self._search(engine, engine.encode_file(path), started, Path(path).name, top_k)
+
+    def _search(self, engine: Any, query: Any, started: float, source: str, top_k: int) -> SearchOutcome:
+        ranked = engine.search(query, top_k=top_k)
+        hits = [Hit(rank=h.rank, tile=self._cached_tile(h.tile), probability=float(h.probability)) for h in ranked]
+        return SearchOutcome(hits=hits, seconds=time.perf_counter() - started, source=source,
+                             truncated=bool(query.truncated))
+
+    def _cached_tile(self, tile: Any) -> TileInfo:
+        found = self._tiles_by_id.get(int(tile.id)) if self._tiles is not None else None
+        return found if found is not None else _tile_info(tile)
+
+    # -- captions (image -> audio) -------------------------------------------------------------
+    def rank_captions_for_tile(self, tile_id: int, top_k: int = MAX_CAPTIONS) -> list[CaptionHit]:
+        """The library's spoken captions ranked for one of its tiles."""
+        return _caption_hits(self.engine().captions(int(tile_id), top_k=top_k))
+
+    def rank_captions_for_image(self, path: str | Path, top_k: int = MAX_CAPTIONS) -> list[CaptionHit]:
+        """The library's spoken captions ranked for an image file."""
+        return _caption_hits(self.engine().captions(Path(path), top_k=top_k))
+
+
+def _caption_hits(ranked: Sequence[Any]) -> list[CaptionHit]:
+    return [CaptionHit(rank=h.rank, probability=float(h.probability), audio=Path(h.caption.audio), text=h.caption.text,
+                       key=str(h.caption.id)) for h in ranked]
+
+
+def _convert_report(result: Any) -> ImportReport:
+    files: list[FileReport] = []
+    for path, tiles in result.added:
+        files.append(FileReport(Path(path), "imported", int(tiles), "new file"))
+    for path in result.reindexed:
+        files.append(FileReport(Path(path), "imported", 0, "changed since the last import: re-indexed"))
+    for path in result.resumed:
+        files.append(FileReport(Path(path), "imported", 0, "interrupted import completed"))
+    for path in result.unchanged:
+        files.append(FileReport(Path(path), "skipped", 0, "already in the library, unchanged"))
+    for path, reason in result.failed:
+        files.append(FileReport(Path(path), "failed", 0, str(reason)))
+    return ImportReport(files=files, tiles=int(result.tiles), seconds=float(result.seconds))

@@ -1,0 +1,278 @@
+"""Library: create or open a tile library, add files and folders with progress, rate, cancel and a report.
+
+Imports run on a worker thread (:mod:`app.worker`), so the window stays responsive; the import
+itself is :func:`dvan.library.importer.import_paths` through :meth:`app.backend.Backend.import_paths`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.backend import Backend
+from app.settings import AppSettings
+from app.types import ImportReport
+from app.widgets import JobBar
+from app.worker import Worker
+from dvan.errors import DvanError
+from dvan.progress import Progress
+
+STATUS_COLOURS = {"imported": "#7bd88f", "skipped": "#b0b0b0", "failed": "#ff8a80"}
+
+
+class LibraryPanel(QWidget):
+    """The Library tab.
+
+    Signals:
+        library_changed(): a library was opened or created, or tiles were added.
+        status(str): a line for the status bar.
+        busy_changed(bool): an import started or ended.
+    """
+
+    library_changed = Signal()
+    status = Signal(str)
+    busy_changed = Signal(bool)
+
+    def __init__(self, backend: Backend, settings: AppSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.backend = backend
+        self.settings = settings
+        self.worker: Worker | None = None
+        self.report: ImportReport | None = None
+        self._started = 0.0
+        self.last_rate = 0.0
+
+        self.path_label = QLabel("No library open.")
+        self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        font = self.path_label.font()
+        font.setBold(True)
+        self.path_label.setFont(font)
+        self.new_button = QPushButton("New library…")
+        self.open_button = QPushButton("Open library…")
+        self.new_button.clicked.connect(self._choose_new)
+        self.open_button.clicked.connect(self._choose_open)
+        top = QHBoxLayout()
+        top.addWidget(self.path_label, 1)
+        top.addWidget(self.new_button)
+        top.addWidget(self.open_button)
+
+        self.info_box = QGroupBox("Contents")
+        self.info_grid = QGridLayout(self.info_box)
+        self.info_labels: dict[str, QLabel] = {}
+        for row, (key, title) in enumerate((("tiles", "Tiles"), ("sources", "Source files"),
+                                            ("georef", "Georeferenced tiles"), ("captions", "Spoken captions"),
+                                            ("backbone", "Image backbone"), ("model", "Projections"))):
+            self.info_grid.addWidget(QLabel(title + ":"), row // 3, 2 * (row % 3))
+            value = QLabel("–")
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.info_grid.addWidget(value, row // 3, 2 * (row % 3) + 1)
+            self.info_labels[key] = value
+
+        self.add_files_button = QPushButton("Add files…")
+        self.add_folder_button = QPushButton("Add folder…")
+        self.add_files_button.clicked.connect(self._choose_files)
+        self.add_folder_button.clicked.connect(self._choose_folder)
+        self.job = JobBar(rate_unit="tiles/s")
+        self.job.cancel_requested.connect(self.cancel)
+        adds = QHBoxLayout()
+        adds.addWidget(self.add_files_button)
+        adds.addWidget(self.add_folder_button)
+        adds.addWidget(self.job, 1)
+
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["File", "Result", "Tiles", "Details"])
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.summary = QLabel("Add GeoTIFF, JPEG2000, PNG or JPEG files, or whole folders.")
+        self.summary.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.info_box)
+        layout.addLayout(adds)
+        layout.addWidget(QLabel("Import report"))
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.summary)
+        self.refresh()
+
+    # --- state -----------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Whether an import runs."""
+        return self.worker is not None and self.worker.running
+
+    def refresh(self) -> None:
+        """Show the open library's path and contents."""
+        has_library = self.backend.library is not None
+        for button in (self.add_files_button, self.add_folder_button):
+            button.setEnabled(has_library and not self.busy)
+        self.new_button.setEnabled(not self.busy)
+        self.open_button.setEnabled(not self.busy)
+        if not has_library:
+            self.path_label.setText("No library open: create a new one or open an existing one.")
+            for label in self.info_labels.values():
+                label.setText("–")
+            return
+        self.path_label.setText(f"Library: {self.backend.library_path}")
+        try:
+            info = self.backend.library_info()
+        except DvanError as exc:
+            self.say(str(exc), error=True)
+            return
+        model = info.get("model") or {}
+        self.info_labels["tiles"].setText(str(info.get("tiles", 0)))
+        self.info_labels["sources"].setText(f"{info.get('sources', 0)}"
+                                            + (f" ({info['sources_incomplete']} incomplete: add them again)"
+                                               if info.get("sources_incomplete") else ""))
+        self.info_labels["georef"].setText(str(info.get("tiles_georeferenced", 0)))
+        self.info_labels["captions"].setText(str(info.get("captions", 0)))
+        self.info_labels["backbone"].setText(str(info.get("backbone", "?")))
+        checkpoint = model.get("checkpoint")
+        state = "up to date" if model.get("up_to_date") else "not computed for every tile yet"
+        self.info_labels["model"].setText(f"{Path(checkpoint).name if checkpoint else 'none'} ({state})")
+
+    def say(self, text: str, error: bool = False) -> None:
+        """Show a message under the report and in the status bar."""
+        self.summary.setText(text)
+        self.summary.setStyleSheet("color: #ff8a80;" if error else "")
+        self.status.emit(text)
+
+    # --- opening ---------------------------------------------------------------------------
+    def _choose_new(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Choose an empty folder for the new library")
+        if path:
+            self.create_library(path)
+
+    def _choose_open(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a library folder")
+        if path:
+            self.open_library(path)
+
+    def create_library(self, path: str | Path) -> bool:
+        """Create and open a library; False (with a message) when that is impossible."""
+        try:
+            self.backend.create_library(path)
+        except DvanError as exc:
+            self.say(str(exc), error=True)
+            return False
+        self.settings.library_path = str(path)
+        self.say(f"Created an empty library in {path}. Add files or folders.")
+        self._changed()
+        return True
+
+    def open_library(self, path: str | Path) -> bool:
+        """Open a library; False (with a message) when that is impossible."""
+        try:
+            self.backend.open_library(path)
+        except DvanError as exc:
+            self.say(str(exc), error=True)
+            return False
+        self.settings.library_path = str(path)
+        self.say(f"Opened {path}.")
+        self._changed()
+        return True
+
+    def _changed(self) -> None:
+        self.refresh()
+        self.library_changed.emit()
+
+    # --- importing -------------------------------------------------------------------------
+    def _choose_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Add raster files", "",
+                                                "Rasters (*.tif *.tiff *.jp2 *.png *.jpg *.jpeg *.img *.vrt);;All files (*)")
+        if files:
+            self.add_paths(files)
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of rasters (searched recursively)")
+        if folder:
+            self.add_paths([folder])
+
+    def add_paths(self, paths: Sequence[str | Path]) -> Worker | None:
+        """Start importing files and folders; returns the worker (None when one already runs)."""
+        if self.busy or self.backend.library is None:
+            return None
+        self._started = time.perf_counter()
+        self.last_rate = 0.0
+        self.table.setRowCount(0)
+        self.job.set_running(f"importing {len(paths)} path(s)…")
+        worker = Worker(self.backend.import_paths, [str(p) for p in paths])
+        worker.signals.progress.connect(self._progress)
+        worker.signals.finished.connect(self._finished)
+        worker.signals.failed.connect(self._failed)
+        worker.signals.cancelled.connect(self._cancelled)
+        worker.signals.done.connect(self._done)
+        self.worker = worker.start()
+        self.busy_changed.emit(True)
+        self.refresh()
+        return self.worker
+
+    def cancel(self) -> None:
+        """Ask the running import to stop after its current batch (committed tiles stay)."""
+        if self.worker is not None:
+            self.worker.cancel()
+            self.job.label.setText("cancelling after the current batch…")
+
+    def _progress(self, report: Progress) -> None:
+        elapsed = max(1e-6, time.perf_counter() - self._started)
+        if report.stage == "import":
+            self.last_rate = report.done / elapsed
+            self.job.show_progress(report, self.last_rate)
+        else:
+            self.job.show_progress(report)
+
+    def _finished(self, report: ImportReport) -> None:
+        self.report = report
+        self.table.setRowCount(len(report.files))
+        for row, entry in enumerate(report.files):
+            cells = [str(entry.path), entry.status, str(entry.tiles) if entry.tiles else "", entry.message]
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)
+                if column == 1:
+                    from PySide6.QtGui import QColor
+
+                    item.setForeground(QColor(STATUS_COLOURS.get(entry.status, "#ffffff")))
+                self.table.setItem(row, column, item)
+        failed = sum(1 for f in report.files if f.status == "failed")
+        if report.cancelled:
+            text = (f"Import cancelled after {report.seconds:.1f} s; the tiles committed so far stay "
+                    "(adding the same files again completes the import).")
+        else:
+            text = (f"{report.tiles} tiles imported in {report.seconds:.1f} s ({report.tiles_per_second:.1f} tiles/s)"
+                    f" from {len(report.files)} file(s)" + (f"; {failed} failed (see the report)" if failed else ""))
+        self.job.set_idle(text)
+        self.say(text, error=bool(failed))
+
+    def _failed(self, error: BaseException) -> None:
+        text = str(error) if isinstance(error, DvanError) else f"Import failed: {type(error).__name__}: {error}"
+        self.job.set_idle("import failed")
+        self.say(text, error=True)
+
+    def _cancelled(self) -> None:
+        self.job.set_idle("cancelled")
+        self.say("Import cancelled; the tiles committed so far stay (add the same files again to complete it).")
+
+    def _done(self) -> None:
+        self.busy_changed.emit(False)
+        self.refresh()
+        self.library_changed.emit()

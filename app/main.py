@@ -1,0 +1,115 @@
+"""Entry point of the desktop viewer: ``dvan-app [--demo] [--library DIR] [--model CKPT] [--device D]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of the viewer."""
+    parser = argparse.ArgumentParser(prog="dvan-app", description="dvan desktop viewer: search imagery by voice.")
+    parser.add_argument("--demo", action="store_true", help="open the demo library (built on first use)")
+    parser.add_argument("--library", type=Path, help="open this library folder")
+    parser.add_argument("--model", type=Path, help="use this checkpoint as the active model")
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), help="compute device (saved in the settings)")
+    parser.add_argument("--settings", type=Path, help="keep settings in this INI file instead of the user's settings")
+    parser.add_argument("--tab", choices=("search", "map", "captions", "library", "training", "settings"),
+                        help="tab shown first")
+    return parser
+
+
+def demo_library_path() -> Path:
+    """Where the demo library is built: ``$DVAN_DEMO_LIBRARY`` or the user's data folder."""
+    if os.environ.get("DVAN_DEMO_LIBRARY"):
+        return Path(os.environ["DVAN_DEMO_LIBRARY"])
+    base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return base / "dvan" / "demo-library"
+
+
+def ensure_demo_library(path: Path | None = None, model: Path | None = None) -> Path:
+    """The demo library folder, built from resources/demo on first use (``dvan demo`` does the same)."""
+    import importlib
+
+    demo = importlib.import_module("dvan.library.demo")
+    return Path(demo.ensure_demo_library(path or demo_library_path(), model=model))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the viewer; returns the exit code."""
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from app.backend import Backend
+    from app.main_window import MainWindow
+    from app.settings import AppSettings
+    from dvan.errors import DvanError
+
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0]])
+    app.setApplicationName("dvan-app")
+    app.setOrganizationName("dvan")
+    app.setStyle("Fusion")
+    apply_dark_palette(app)
+    settings = AppSettings.from_file(args.settings) if args.settings else AppSettings()
+    if args.device:
+        settings.device = args.device
+    if args.model:
+        settings.active_model = str(args.model.resolve())
+    backend = Backend(device=settings.device, backbone_weights=settings.backbone_weights or None,
+                      model_path=settings.active_model or None)
+    problem = ""
+    library = args.library
+    if args.demo:
+        try:
+            library = ensure_demo_library(model=backend.model_checkpoint())
+        except (DvanError, ImportError) as exc:
+            problem = f"The demo library cannot be built: {exc}"
+    elif library is None and settings.library_path:
+        library = Path(settings.library_path)
+    if library is not None:
+        try:
+            backend.open_library(library)
+            settings.library_path = str(library)
+        except DvanError as exc:
+            problem = problem or str(exc)
+    window = MainWindow(backend, settings)
+    if args.tab:
+        names = ["search", "map", "captions", "library", "training", "settings"]
+        window.tabs.setCurrentIndex(names.index(args.tab))
+    window.show()
+    if problem:
+        window.show_message(problem)
+        if not os.environ.get("DVAN_APP_NO_DIALOGS"):
+            QMessageBox.warning(window, "dvan", problem)
+    return int(app.exec())
+
+
+def apply_dark_palette(app: object) -> None:
+    """A dark Fusion palette (imagery reads better on dark grey)."""
+    from PySide6.QtGui import QColor, QPalette
+    from PySide6.QtWidgets import QApplication
+
+    assert isinstance(app, QApplication)
+    palette = QPalette()
+    colours = {
+        QPalette.ColorRole.Window: QColor(37, 40, 46), QPalette.ColorRole.WindowText: QColor(225, 225, 225),
+        QPalette.ColorRole.Base: QColor(28, 30, 35), QPalette.ColorRole.AlternateBase: QColor(42, 45, 52),
+        QPalette.ColorRole.ToolTipBase: QColor(50, 54, 62), QPalette.ColorRole.ToolTipText: QColor(230, 230, 230),
+        QPalette.ColorRole.Text: QColor(225, 225, 225), QPalette.ColorRole.Button: QColor(50, 54, 62),
+        QPalette.ColorRole.ButtonText: QColor(225, 225, 225), QPalette.ColorRole.BrightText: QColor(255, 80, 80),
+        QPalette.ColorRole.Highlight: QColor(45, 108, 223), QPalette.ColorRole.HighlightedText: QColor(255, 255, 255),
+        QPalette.ColorRole.Link: QColor(90, 170, 255), QPalette.ColorRole.PlaceholderText: QColor(140, 140, 140),
+    }
+    for role, colour in colours.items():
+        palette.setColor(role, colour)
+    palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor(120, 120, 120))
+    palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor(120, 120, 120))
+    app.setPalette(palette)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

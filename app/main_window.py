@@ -1,0 +1,269 @@
+"""The main window: tabs for Search, Map, Captions, Library, Training, Settings, and the status bar.
+
+The window owns the one :class:`~app.backend.Backend` and wires the panels together (results to
+the map, a selected tile to the map, library changes to every view). Space held anywhere while no
+text field has focus is the hold-to-speak key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QCloseEvent, QKeyEvent
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTabWidget,
+    QTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.audio import Player, Recorder
+from app.backend import Backend
+from app.captions_panel import CaptionsPanel
+from app.library_panel import LibraryPanel
+from app.map_view import MapPanel
+from app.search_panel import SearchPanel, TileDetails
+from app.settings import AppSettings
+from app.settings_panel import SettingsPanel
+from app.thumbs import ImageCache
+from app.worker import Worker
+from dvan.errors import DvanError
+from dvan.progress import Progress
+
+
+def text_input_has_focus(widget: QWidget | None) -> bool:
+    """Whether keyboard focus is in a widget that takes typed text (Space must type there)."""
+    if widget is None:
+        return False
+    if isinstance(widget, (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox)):
+        return True
+    return isinstance(widget, QComboBox) and widget.isEditable()
+
+
+class MainWindow(QMainWindow):
+    """The dvan viewer.
+
+    Signals:
+        projections_ready(): the library's projections are current for the active model.
+    """
+
+    projections_ready = Signal()
+
+    def __init__(self, backend: Backend, settings: AppSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.backend = backend
+        self.settings = settings
+        self.setWindowTitle("dvan — voice query imagery workstation")
+        self.resize(1400, 900)
+        self.images = ImageCache(backend)
+        self.recorder = Recorder(self)
+        self.player = Player(self)
+        self.prepare_worker: Worker | None = None
+        self.warm_worker: Worker | None = None
+
+        self.tabs = QTabWidget()
+        self.search = SearchPanel(backend, settings, self.images, self.recorder, self.player)
+        self.map = MapPanel(self.images.thumbnail)
+        self.map_details = TileDetails(self.images)
+        self._attach_map_details()
+        self.captions = CaptionsPanel(backend, settings, self.images, self.player)
+        self.library = LibraryPanel(backend, settings)
+        from app.training_panel import TrainingPanel
+
+        self.training = TrainingPanel(backend, settings, self.recorder, self.player)
+        self.settings_panel = SettingsPanel(settings)
+        for widget, title in ((self.search, "Search"), (self.map, "Map"), (self.captions, "Captions"),
+                              (self.library, "Library"), (self.training, "Training"), (self.settings_panel, "Settings")):
+            self.tabs.addTab(widget, title)
+        self.setCentralWidget(self.tabs)
+
+        self.cursor_label = QLabel("")
+        self.model_label = QLabel("")
+        self.job_bar = QProgressBar()
+        self.job_bar.setMaximumWidth(220)
+        self.job_bar.hide()
+        self.job_cancel = QPushButton("Cancel")
+        self.job_cancel.hide()
+        self.job_cancel.clicked.connect(self._cancel_prepare)
+        status = self.statusBar()
+        status.addPermanentWidget(self.job_bar)
+        status.addPermanentWidget(self.job_cancel)
+        status.addPermanentWidget(self.cursor_label)
+        status.addPermanentWidget(self.model_label)
+
+        self.search.results_changed.connect(self.map.set_results)
+        self.search.tile_selected.connect(self.map.centre_on_tile)
+        self.map.tile_selected.connect(self._map_tile_selected)
+        self.map.cursor_moved.connect(lambda lon, lat: self.cursor_label.setText(f"lon {lon:.6f}, lat {lat:.6f}"))
+        for panel in (self.search, self.captions, self.library, self.training):
+            panel.status.connect(self.show_message)
+        self.library.library_changed.connect(self.library_changed)
+        self.training.model_activated.connect(self.model_changed)
+        self.settings_panel.device_changed.connect(self._device_changed)
+        self.settings_panel.model_changed.connect(lambda path: self.model_changed(path or None))
+        self.settings_panel.weights_changed.connect(self._weights_changed)
+        self.settings_panel.library_requested.connect(self.library.open_library)
+        QApplication.instance().installEventFilter(self)  # type: ignore[union-attr]
+        self.library_changed()
+
+    def _attach_map_details(self) -> None:
+        splitter = self.map.findChild(QSplitter)
+        if splitter is None:
+            return
+        right = splitter.widget(1)
+        layout = right.layout() if right is not None else None
+        if isinstance(layout, QVBoxLayout):
+            layout.addWidget(QLabel("Selected tile"))
+            layout.addWidget(self.map_details, 3)
+
+    # --- messages --------------------------------------------------------------------------
+    def show_message(self, text: str) -> None:
+        """Show a line in the status bar."""
+        self.statusBar().showMessage(text, 15000)
+
+    def _update_model_label(self) -> None:
+        status = self.backend.model_status()
+        if status.path is None:
+            self.model_label.setText("Model: none")
+        else:
+            self.model_label.setText(f"Model: {status.path.name}" + ("" if status.trained else " (untrained)"))
+
+    # --- wiring ----------------------------------------------------------------------------
+    def _map_tile_selected(self, tile_id: int) -> None:
+        try:
+            tile = self.backend.tile(tile_id)
+        except DvanError as exc:
+            self.show_message(str(exc))
+            return
+        hit = next((h for h in (self.search.outcome.hits if self.search.outcome else []) if h.tile.id == tile_id), None)
+        self.map_details.show_tile(tile, hit)
+        self.map.centre_on_tile(tile_id) if not tile.georeferenced else self.map.view.centre_on_tile(tile_id, zoom=False)
+
+    def library_changed(self) -> None:
+        """Reload every view from the library (opened, created or grown)."""
+        self.images.clear()
+        try:
+            tiles = self.backend.tiles(refresh=True)
+        except DvanError as exc:
+            self.show_message(str(exc))
+            tiles = []
+        self.map.set_tiles(tiles)
+        if self.search.outcome is not None:
+            self.map.set_results(self.search.outcome.hits)
+        path = self.backend.library_path
+        if path is not None:
+            self.settings_panel.show_library(str(path))
+        self._update_model_label()
+        self.search.refresh_model_state()
+        self.library.refresh()
+        self.training.refresh()
+        self.prepare_projections()
+
+    def model_changed(self, path: str | Path | None) -> None:
+        """Make a checkpoint active and bring the library's projections up to date for it."""
+        self.backend.set_model(path)
+        self.settings.active_model = str(path) if path else ""
+        self.settings_panel.show_model(Path(path) if path else None)
+        self.library_changed()
+
+    def _weights_changed(self, path: str) -> None:
+        self.backend.set_backbone_weights(path or None)
+        self.library_changed()
+
+    def _device_changed(self, device: str) -> None:
+        self.backend.set_device(device)
+        self.show_message(f"Compute device: {device} (used from the next model load)")
+
+    # --- projections -----------------------------------------------------------------------
+    def prepare_projections(self) -> Worker | None:
+        """Compute the library's projections for the active model on a worker, with progress, when needed."""
+        if self.prepare_worker is not None and self.prepare_worker.running:
+            return self.prepare_worker
+        try:
+            needed = self.backend.needs_projection()
+        except DvanError as exc:
+            self.show_message(str(exc))
+            return None
+        if not needed:
+            self.warm_up()
+            return None
+        self.search.talk.setEnabled(False)
+        self.job_bar.setRange(0, 0)
+        self.job_bar.show()
+        self.job_cancel.show()
+        self.show_message("Computing the library's projections for the active model…")
+        worker = Worker(self.backend.reproject)
+        worker.signals.progress.connect(self._prepare_progress)
+        worker.signals.finished.connect(lambda _: self._prepare_done("Projections up to date for the active model."))
+        worker.signals.failed.connect(lambda exc: self._prepare_done(f"Projections failed: {exc}"))
+        worker.signals.cancelled.connect(lambda: self._prepare_done("Projections cancelled; search stays off until "
+                                                                    "they are computed."))
+        self.prepare_worker = worker.start()
+        return self.prepare_worker
+
+    def warm_up(self) -> Worker | None:
+        """Load the model and the audio front end in the background (the first query is then fast)."""
+        if self.backend.library is None or not self.backend.model_status().trained:
+            return None
+        if self.warm_worker is not None and self.warm_worker.running:
+            return self.warm_worker
+        worker = Worker(self.backend.warm_up, plain=True)
+        worker.signals.failed.connect(lambda exc: self.show_message(f"The model cannot be loaded: {exc}"))
+        self.warm_worker = worker.start()
+        return self.warm_worker
+
+    def _prepare_progress(self, report: Progress) -> None:
+        if report.total:
+            self.job_bar.setRange(0, report.total)
+            self.job_bar.setValue(report.done)
+            self.job_bar.setFormat(f"{report.stage} %p%")
+
+    def _prepare_done(self, text: str) -> None:
+        self.warm_up()
+        self.job_bar.hide()
+        self.job_cancel.hide()
+        self.search.talk.setEnabled(True)
+        self.show_message(text)
+        self.library.refresh()
+        self.projections_ready.emit()
+
+    def _cancel_prepare(self) -> None:
+        if self.prepare_worker is not None:
+            self.prepare_worker.cancel()
+
+    # --- keyboard: Space = hold to speak ----------------------------------------------------
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        kind = event.type()
+        if kind in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease) and isinstance(event, QKeyEvent) \
+                and event.key() == Qt.Key.Key_Space and isinstance(watched, QWidget) and watched.window() is self \
+                and self.tabs.currentWidget() is self.search \
+                and not text_input_has_focus(QApplication.focusWidget()):
+            if event.isAutoRepeat():
+                return True
+            if kind == QEvent.Type.KeyPress:
+                self.search.press()
+            else:
+                self.search.release()
+            return True
+        return super().eventFilter(watched, event)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        if self.recorder.recording:
+            self.recorder.stop()
+        self.player.stop()
+        for worker in (self.library.worker, self.prepare_worker, self.training.worker):
+            if worker is not None and worker.running:
+                worker.cancel()
+        QApplication.instance().removeEventFilter(self)  # type: ignore[union-attr]
+        super().closeEvent(event)

@@ -1,0 +1,521 @@
+"""Search by voice: hold-to-speak, live level, ranked results grid, tile details.
+
+Press and hold the big button (or Space when no text field has focus), speak, release. The
+recording is checked for speech (:func:`dvan.audio.vad.detect_speech`); without speech the panel
+says "No speech heard" and does not search. Otherwise the query is searched on a worker thread
+and the ranked tiles appear as a grid: rank, thumbnail, matching probability as number and bar.
+Selecting a tile shows it at full resolution with its metadata and asks the map to centre on it.
+A query can also come from an audio file (button, or drop it onto the panel), and the last query
+can be replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QByteArray,
+    QElapsedTimer,
+    QMimeData,
+    QModelIndex,
+    QPersistentModelIndex,
+    QRect,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QColor, QFont, QImage, QPainter
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.audio import MAX_RECORD_SECONDS, AudioDeviceError, Player, Recorder
+from app.backend import Backend
+from app.settings import AppSettings
+from app.thumbs import ImageCache
+from app.types import Hit, SearchOutcome, TileInfo
+from app.widgets import DropArea, DropFilter, ImageLabel, LevelMeter, microphone_icon, paint_probability_bar
+from app.worker import Worker
+from dvan.audio.vad import detect_speech
+from dvan.errors import DvanError
+
+#: MIME type of a dragged result tile (payload: the tile id as ASCII).
+TILE_MIME = "application/x-dvan-tile-id"
+#: Audio files accepted as a query.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
+#: Results shown in the grid (the map highlights fewer).
+MAX_RESULTS = 200
+
+CELL = QSize(168, 214)
+HOLD_TEXT = "Hold to speak"
+LISTEN_TEXT = "Listening… release to search"
+THUMB = 144
+
+
+def describe_tile(tile: TileInfo) -> list[tuple[str, str]]:
+    """Label/value rows of a tile's metadata for the details form."""
+    col, row, width, height = tile.window
+    rows = [("Source file", str(tile.source)), ("Pixel window", f"columns {col}–{col + width}, rows {row}–{row + height} "
+                                                                f"({width} × {height} px)")]
+    rows.append(("CRS", _short_crs(tile.crs) if tile.crs else "none (plain image, not georeferenced)"))
+    if tile.pixel_size:
+        rows.append(("Pixel size", f"{abs(tile.pixel_size[0]):.6g} × {abs(tile.pixel_size[1]):.6g} (CRS units)"))
+    else:
+        rows.append(("Pixel size", "unknown"))
+    if tile.lonlat_polygon:
+        corners = "\n".join(f"{name}: {lon:.6f}, {lat:.6f}" for name, (lon, lat) in
+                            zip(("top-left", "top-right", "bottom-right", "bottom-left"), tile.lonlat_polygon,
+                                strict=False))
+        rows.append(("Footprint (lon, lat)", corners))
+    else:
+        rows.append(("Footprint", "not georeferenced: listed beside the map, not placed"))
+    return rows
+
+
+def _short_crs(crs: str) -> str:
+    if crs.upper().startswith("EPSG:"):
+        return crs.upper()
+    try:
+        from rasterio.crs import CRS
+
+        parsed = CRS.from_user_input(crs)
+        epsg = parsed.to_epsg()
+        if epsg:
+            return f"EPSG:{epsg}"
+        return parsed.to_string()[:120]
+    except Exception:  # noqa: BLE001 - any parsing failure: show the start of the WKT
+        return crs[:120]
+
+
+class ResultsModel(QAbstractListModel):
+    """Ranked hits for the grid; drags carry the tile id (for the captions panel)."""
+
+    HitRole = Qt.ItemDataRole.UserRole + 1
+
+    def __init__(self, images: ImageCache, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.images = images
+        self.hits: list[Hit] = []
+
+    def set_hits(self, hits: list[Hit]) -> None:
+        """Replace the results."""
+        self.beginResetModel()
+        self.hits = hits[:MAX_RESULTS]
+        self.endResetModel()
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self.hits)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= len(self.hits):
+            return None
+        hit = self.hits[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"#{hit.rank} {hit.tile.name}"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"Rank {hit.rank}, matching probability {hit.probability:.4f}\n{hit.tile.name}"
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self.images.thumbnail(hit.tile.id)
+        if role == self.HitRole:
+            return hit
+        return None
+
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        base = super().flags(index)
+        return base | Qt.ItemFlag.ItemIsDragEnabled if index.isValid() else base
+
+    def mimeTypes(self) -> list[str]:  # noqa: N802 - Qt override
+        return [TILE_MIME]
+
+    def mimeData(self, indexes: Sequence[QModelIndex]) -> QMimeData:  # noqa: N802 - Qt override
+        data = QMimeData()
+        if indexes:
+            hit = self.hits[indexes[0].row()]
+            data.setData(TILE_MIME, QByteArray(str(hit.tile.id).encode()))
+            data.setText(hit.tile.name)
+        return data
+
+
+class ResultDelegate(QStyledItemDelegate):
+    """Paints one result: rank badge, thumbnail, probability bar with its number, tile name."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:  # noqa: N802
+        return CELL
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
+        hit = index.data(ResultsModel.HitRole)
+        if hit is None:
+            return
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        r: QRect = option.rect.adjusted(4, 4, -4, -4)  # type: ignore[attr-defined]
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)  # type: ignore[attr-defined]
+        painter.setPen(QColor(0, 170, 255) if selected else QColor(70, 74, 82))
+        painter.setBrush(QColor(40, 60, 80) if selected else QColor(44, 47, 54))
+        painter.drawRoundedRect(r, 6, 6)
+        image = index.data(Qt.ItemDataRole.DecorationRole)
+        thumb_rect = QRect(r.x() + (r.width() - THUMB) // 2, r.y() + 6, THUMB, THUMB)
+        if isinstance(image, QImage) and not image.isNull():
+            scaled = image.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                                  Qt.TransformationMode.SmoothTransformation)
+            x = thumb_rect.x() + (THUMB - scaled.width()) // 2
+            y = thumb_rect.y() + (THUMB - scaled.height()) // 2
+            painter.drawImage(x, y, scaled)
+        else:
+            painter.fillRect(thumb_rect, QColor(30, 30, 30))
+            painter.setPen(QColor(160, 160, 160))
+            painter.drawText(thumb_rect, Qt.AlignmentFlag.AlignCenter, "no preview")
+        badge = QRect(thumb_rect.x() + 4, thumb_rect.y() + 4, 34, 22)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(0, 0, 0, 170))
+        painter.drawRoundedRect(badge, 4, 4)
+        font = QFont(painter.font())
+        font.setBold(True)
+        painter.setFont(font)
+        painter.setPen(QColor(255, 255, 255))
+        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, f"#{hit.rank}")
+        bar = QRect(r.x() + 8, thumb_rect.bottom() + 6, r.width() - 16, 18)
+        paint_probability_bar(painter, bar, hit.probability)
+        name_rect = QRect(r.x() + 6, bar.bottom() + 4, r.width() - 12, r.bottom() - bar.bottom() - 4)
+        font.setBold(False)
+        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
+        painter.setFont(font)
+        painter.setPen(QColor(200, 200, 200))
+        painter.drawText(name_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop,
+                         painter.fontMetrics().elidedText(hit.tile.name, Qt.TextElideMode.ElideMiddle, name_rect.width()))
+        painter.restore()
+
+
+class TileDetails(QWidget):
+    """The selected tile at full resolution with its metadata."""
+
+    def __init__(self, images: ImageCache, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.images = images
+        self.title = QLabel("Select a result to see the tile.")
+        self.title.setWordWrap(True)
+        font = self.title.font()
+        font.setBold(True)
+        self.title.setFont(font)
+        self.image = ImageLabel("")
+        self.form = QFormLayout()
+        self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addWidget(self.image, 1)
+        layout.addLayout(self.form)
+        self.fields: dict[str, str] = {}
+
+    def show_tile(self, tile: TileInfo, hit: Hit | None = None) -> None:
+        """Show one tile (and its rank/probability when it is a result)."""
+        prefix = f"#{hit.rank} · p = {hit.probability:.4f} · " if hit is not None else ""
+        self.title.setText(prefix + tile.name)
+        image = self.images.full(tile.id)
+        self.image.set_image(image)
+        if image is None:
+            self.image.setText("The source file cannot be read (moved or deleted?).")
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        self.fields = dict(describe_tile(tile))
+        for label, value in describe_tile(tile):
+            text = QLabel(value)
+            text.setWordWrap(True)
+            text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.form.addRow(label + ":", text)
+
+
+class SearchPanel(QWidget):
+    """The Search tab.
+
+    Signals:
+        results_changed(list): new ranked hits (for the map).
+        tile_selected(int): a result was selected (the map centres on it).
+        status(str): a line for the status bar.
+    """
+
+    results_changed = Signal(list)
+    tile_selected = Signal(int)
+    status = Signal(str)
+    search_done = Signal(float)
+
+    def __init__(self, backend: Backend, settings: AppSettings, images: ImageCache, recorder: Recorder | None = None,
+                 player: Player | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.backend = backend
+        self.settings = settings
+        self.images = images
+        self.recorder = recorder or Recorder(self)
+        self.player = player or Player(self)
+        self.query: tuple[np.ndarray, int] | None = None
+        self.query_file: Path | None = None
+        self.outcome: SearchOutcome | None = None
+        self.worker: Worker | None = None
+        self.last_latency_ms: float | None = None
+        self._since_release = QElapsedTimer()
+        self._stopped_by_limit = False
+
+        self.talk = QPushButton(HOLD_TEXT)
+        self.talk.setObjectName("HoldToSpeak")
+        self.talk.setMinimumHeight(72)
+        self.talk.setMinimumWidth(260)
+        self.talk.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.talk.setStyleSheet("#HoldToSpeak { font-size: 18pt; font-weight: bold; border-radius: 10px; "
+                                "background: #2d6cdf; color: white; padding: 8px 18px; }"
+                                "#HoldToSpeak:pressed, #HoldToSpeak[recording=\"true\"] { background: #d33c3c; }"
+                                "#HoldToSpeak:disabled { background: #555; color: #aaa; }")
+        self.talk.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.talk.setIcon(microphone_icon())
+        self.talk.setIconSize(QSize(34, 34))
+        self.talk.setToolTip("Press and hold (or hold the Space key), say what you are looking for, release. "
+                             f"At most {MAX_RECORD_SECONDS:.0f} s.")
+        self.talk.pressed.connect(self.press)
+        self.talk.released.connect(self.release)
+        self.meter = LevelMeter()
+        self.message = QLabel("Hold the button or the Space key, say what you are looking for, release.")
+        self.message.setWordWrap(True)
+        self.open_button = QPushButton("Open audio file…")
+        self.open_button.clicked.connect(self._choose_file)
+        self.replay_button = QPushButton("▶ Replay query")
+        self.replay_button.setEnabled(False)
+        self.replay_button.clicked.connect(self.replay)
+        self.model_banner = QLabel("")
+        self.model_banner.setWordWrap(True)
+        self.model_banner.setStyleSheet("background: #5a2a1a; color: #ffd9c9; padding: 6px; border-radius: 4px;")
+        self.model_banner.hide()
+
+        side = QVBoxLayout()
+        side.addWidget(self.meter)
+        side.addWidget(self.message)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.open_button)
+        buttons.addWidget(self.replay_button)
+        buttons.addStretch(1)
+        side.addLayout(buttons)
+        top = QHBoxLayout()
+        top.addWidget(self.talk)
+        top.addLayout(side, 1)
+
+        self.drop = DropArea(DropFilter(AUDIO_SUFFIXES))
+        self.drop.files_dropped.connect(lambda files: self.search_file(files[0]))
+        drop_layout = QVBoxLayout(self.drop)
+        drop_layout.addLayout(top)
+        drop_layout.addWidget(self.model_banner)
+
+        self.model = ResultsModel(images, self)
+        self.grid = QListView()
+        self.grid.setViewMode(QListView.ViewMode.IconMode)
+        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
+        self.grid.setMovement(QListView.Movement.Static)
+        self.grid.setUniformItemSizes(True)
+        self.grid.setGridSize(CELL)
+        self.grid.setSpacing(0)
+        self.grid.setWrapping(True)
+        self.grid.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.grid.setDragEnabled(True)
+        self.grid.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.grid.setItemDelegate(ResultDelegate(self.grid))
+        self.grid.setModel(self.model)
+        self.grid.selectionModel().currentChanged.connect(self._current_changed)
+        self.summary = QLabel("No query yet.")
+
+        results = QWidget()
+        results_layout = QVBoxLayout(results)
+        results_layout.setContentsMargins(0, 0, 0, 0)
+        results_layout.addWidget(self.summary)
+        results_layout.addWidget(self.grid, 1)
+        self.details = TileDetails(images)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(results)
+        splitter.addWidget(self.details)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.drop)
+        layout.addWidget(splitter, 1)
+
+        self.recorder.level.connect(self.meter.set_level)
+        self.recorder.limit_reached.connect(self._limit_reached)
+        self.refresh_model_state()
+
+    # --- state -----------------------------------------------------------------------------
+    def refresh_model_state(self) -> None:
+        """Show whether searching is possible with the active model and library."""
+        status = self.backend.model_status()
+        if not status.trained:
+            self.model_banner.setText("Search is off: " + (status.message or "no trained model."))
+            self.model_banner.show()
+        elif self.backend.library is None:
+            self.model_banner.setText("No library is open: create or open one in the Library tab (or start with --demo).")
+            self.model_banner.show()
+        else:
+            self.model_banner.hide()
+
+    def say(self, text: str, error: bool = False) -> None:
+        """Show a message under the meter (red for problems) and in the status bar."""
+        self.message.setText(text)
+        self.message.setStyleSheet("color: #ff8a80;" if error else "")
+        self.status.emit(text)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a search is running."""
+        return self.worker is not None and self.worker.running
+
+    # --- recording -------------------------------------------------------------------------
+    def press(self) -> None:
+        """Start recording (button or Space pressed)."""
+        if self.recorder.recording or self.busy:
+            return
+        self._stopped_by_limit = False
+        try:
+            self.recorder.start(self.settings.input_device or None)
+        except AudioDeviceError as exc:
+            self.say(f"Microphone problem: {exc}", error=True)
+            return
+        self.talk.setProperty("recording", True)
+        self.talk.style().polish(self.talk)
+        self.talk.setText(LISTEN_TEXT)
+        self.say(f"Listening… (at most {MAX_RECORD_SECONDS:.0f} s)")
+
+    def release(self) -> None:
+        """Stop recording and search (button or Space released)."""
+        if not self.recorder.recording:
+            return
+        self._since_release.start()
+        samples, rate = self.recorder.stop()
+        self._reset_button()
+        self.handle_recording(samples, rate)
+
+    def _reset_button(self) -> None:
+        self.talk.setProperty("recording", False)
+        self.talk.style().polish(self.talk)
+        self.talk.setText(HOLD_TEXT)
+
+    def _limit_reached(self) -> None:
+        self._stopped_by_limit = True
+        self._since_release.start()
+        samples, rate = self.recorder.stop()
+        self._reset_button()
+        self.handle_recording(samples, rate,
+                              note=f"Recording stopped at the {MAX_RECORD_SECONDS:.0f} s limit; searching with it.")
+
+    def handle_recording(self, samples: np.ndarray, rate: int, note: str = "") -> bool:
+        """Check a recording for speech and search with it; False when nothing was said."""
+        check = detect_speech(samples, rate)
+        if not check.has_speech:
+            self.say(check.message, error=True)
+            return False
+        self.query = (np.asarray(samples, dtype=np.float32), int(rate))
+        self.query_file = None
+        self.replay_button.setEnabled(True)
+        if not self._since_release.isValid():
+            self._since_release.start()
+        self._run_search(self.backend.search_waveform, self.query[0], rate,
+                         note or f"Searching with {check.duration_s:.1f} s of audio…")
+        return True
+
+    def search_file(self, path: str | Path) -> None:
+        """Search with a spoken query in an audio file."""
+        self.query_file = Path(path)
+        self.query = None
+        self.replay_button.setEnabled(True)
+        self._since_release.start()
+        self._run_search(self.backend.search_file, self.query_file, f"Searching with {self.query_file.name}…")
+
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a spoken query", "", "Audio (*.wav *.flac *.ogg *.oga)")
+        if path:
+            self.search_file(path)
+
+    def _run_search(self, fn: Any, *args: Any) -> None:
+        *call_args, text = args
+        if self.busy:
+            return
+        self.say(text)
+        self.talk.setEnabled(False)
+        worker = Worker(fn, *call_args, plain=True)
+        worker.signals.finished.connect(self._search_finished)
+        worker.signals.failed.connect(self._search_failed)
+        self.worker = worker.start()
+
+    def _search_finished(self, outcome: SearchOutcome) -> None:
+        self.talk.setEnabled(True)
+        self.show_outcome(outcome)
+        self.last_latency_ms = float(self._since_release.elapsed())
+        self._since_release.invalidate()
+        self.search_done.emit(self.last_latency_ms)
+
+    def _search_failed(self, error: BaseException) -> None:
+        self.talk.setEnabled(True)
+        self._since_release.invalidate()
+        if isinstance(error, DvanError):
+            self.say(str(error), error=True)
+        else:
+            self.say(f"Search failed: {type(error).__name__}: {error}", error=True)
+        self.refresh_model_state()
+
+    def show_outcome(self, outcome: SearchOutcome) -> None:
+        """Show ranked results."""
+        self.outcome = outcome
+        self.model.set_hits(outcome.hits)
+        count = len(outcome.hits)
+        top = outcome.hits[0] if outcome.hits else None
+        extra = " (query longer than the model's 10 s: cut)" if outcome.truncated else ""
+        self.summary.setText(f"{count} tiles ranked for {outcome.source or 'the query'}{extra}; "
+                             + (f"best p = {top.probability:.3f}" if top else "the library is empty"))
+        self.say(f"{count} results in {outcome.seconds * 1000:.0f} ms" +
+                 (" — recording was cut at the 15 s limit" if self._stopped_by_limit else ""))
+        self.results_changed.emit(outcome.hits)
+        if count:
+            self.grid.setCurrentIndex(self.model.index(0))
+
+    def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        hit = current.data(ResultsModel.HitRole) if current.isValid() else None
+        if hit is None:
+            return
+        self.details.show_tile(hit.tile, hit)
+        self.tile_selected.emit(hit.tile.id)
+
+    def show_tile(self, tile_id: int) -> None:
+        """Show a tile chosen elsewhere (the map), selecting it in the grid when it is a result."""
+        for row, hit in enumerate(self.model.hits):
+            if hit.tile.id == tile_id:
+                self.grid.setCurrentIndex(self.model.index(row))
+                return
+        try:
+            self.details.show_tile(self.backend.tile(tile_id))
+        except DvanError as exc:
+            self.say(str(exc), error=True)
+
+    def results(self) -> list[tuple[int, float]]:
+        """(tile id, probability) of the results shown, best first."""
+        return [(h.tile.id, h.probability) for h in self.model.hits]
+
+    # --- playback --------------------------------------------------------------------------
+    def replay(self) -> None:
+        """Play the last query back."""
+        try:
+            if self.query is not None:
+                self.player.play(self.query[0], self.query[1], self.settings.output_device or None)
+            elif self.query_file is not None:
+                self.player.play_file(self.query_file, self.settings.output_device or None)
+        except DvanError as exc:
+            self.say(f"Cannot play the query: {exc}", error=True)

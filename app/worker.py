@@ -1,0 +1,203 @@
+"""One generic worker that runs a plain dvan job off the GUI thread.
+
+dvan's long jobs are plain functions taking ``progress`` and ``cancel`` keyword arguments
+(:mod:`dvan.progress`). :class:`Worker` runs such a function on its own Python thread and turns
+what happens into Qt signals of ``worker.signals``, always emitted on the GUI thread:
+
+* ``progress(Progress)``: throttled to one report per ``min_interval_s`` (the first report of a
+  stage and any report whose ``done`` reaches ``total`` always get through), so a job reporting
+  every tile cannot flood the event loop;
+* ``finished(object)``: the job's return value;
+* ``failed(object)``: the exception it raised (a :class:`~dvan.errors.DvanError` carries a message
+  meant for the user);
+* ``cancelled()``: the job raised :class:`~dvan.errors.Cancelled` after :meth:`Worker.cancel`.
+
+Exactly one of finished/failed/cancelled is emitted, then ``done()``.
+
+The job's thread never touches Qt. It puts its events on a thread-safe queue, and a timer in the
+GUI thread (:class:`_Dispatcher`, every ``POLL_MS`` while jobs run) takes them off and emits the
+signals. Reason: with PySide6 6.12, emitting any signal from a non-GUI thread (a ``threading``
+thread, a ``QThread`` or a ``QRunnable``) corrupts the reference count of ``None`` now and then
+("Fatal Python error: none_dealloc"); a few hundred cross-thread emits crash the interpreter here,
+while queue + GUI-thread timer never did.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from dvan.errors import Cancelled
+from dvan.progress import CancelToken, Progress
+
+#: How often the GUI thread collects the jobs' events, in milliseconds.
+POLL_MS = 15
+
+
+class WorkerSignals(QObject):
+    """Signals of a :class:`Worker`; the object lives in, and emits from, the GUI thread."""
+
+    progress = Signal(object)
+    finished = Signal(object)
+    failed = Signal(object)
+    cancelled = Signal()
+    done = Signal()
+
+
+class _Dispatcher(QObject):
+    """GUI-thread side: drains the jobs' event queue on a timer and emits their signals."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: queue.SimpleQueue[tuple[Worker, str, Any]] = queue.SimpleQueue()
+        self.active: set[Worker] = set()
+        self.timer = QTimer(self)
+        self.timer.setInterval(POLL_MS)
+        self.timer.timeout.connect(self.drain)
+
+    def add(self, worker: Worker) -> None:
+        self.active.add(worker)
+        if not self.timer.isActive():
+            self.timer.start()
+
+    def drain(self) -> None:
+        """Emit every queued event (GUI thread)."""
+        while True:
+            try:
+                worker, kind, payload = self.events.get_nowait()
+            except queue.Empty:
+                break
+            signals = worker.signals
+            if kind == "progress":
+                signals.progress.emit(payload)
+            elif kind == "finished":
+                signals.finished.emit(payload)
+            elif kind == "failed":
+                signals.failed.emit(payload)
+            elif kind == "cancelled":
+                signals.cancelled.emit()
+            elif kind == "done":
+                worker.running = False
+                self.active.discard(worker)
+                signals.done.emit()
+        if not self.active:
+            self.timer.stop()
+
+
+_DISPATCHER: _Dispatcher | None = None
+
+
+def _dispatcher() -> _Dispatcher:
+    global _DISPATCHER
+    if _DISPATCHER is None:
+        _DISPATCHER = _Dispatcher()
+    return _DISPATCHER
+
+
+class Worker:
+    """Runs ``fn(*args, progress=..., cancel=..., **kwargs)`` on a background thread.
+
+    Create and start it in the GUI thread; connect to ``worker.signals`` before :meth:`start`.
+
+    Args:
+        fn: the job; it must accept ``progress`` and ``cancel`` keyword arguments unless
+            ``plain`` is true.
+        *args: positional arguments of ``fn``.
+        plain: call ``fn(*args, **kwargs)`` without progress and cancel (short jobs).
+        min_interval_s: least time between two forwarded progress reports.
+        **kwargs: keyword arguments of ``fn``.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, plain: bool = False, min_interval_s: float = 0.05,
+                 **kwargs: Any) -> None:
+        self.signals = WorkerSignals()
+        self.token = CancelToken()
+        self._fn = fn
+        self._args = args
+        self._kwargs = kwargs
+        self._plain = plain
+        self._interval = min_interval_s
+        self._last_emit = 0.0
+        self._last_stage = ""
+        self._events: queue.SimpleQueue[tuple[Worker, str, Any]] | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.running = False
+        self.thread: threading.Thread | None = None
+
+    # --- control (GUI thread) ---------------------------------------------------------------
+    def start(self) -> Worker:
+        """Start the job on a new daemon thread and return self."""
+        dispatcher = _dispatcher()
+        self._events = dispatcher.events
+        self.running = True
+        dispatcher.add(self)
+        self.thread = threading.Thread(target=self._run, name=f"dvan-{getattr(self._fn, '__name__', 'job')}",
+                                       daemon=True)
+        self.thread.start()
+        return self
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next cancellation check."""
+        self.token.cancel()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job's thread ends (its signals still need the event loop); True when it has."""
+        if self.thread is None:
+            return True
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    # --- job thread -----------------------------------------------------------------------
+    def _post(self, kind: str, payload: Any = None) -> None:
+        assert self._events is not None
+        self._events.put((self, kind, payload))
+
+    def _report(self, report: Progress) -> None:
+        now = time.monotonic()
+        final = report.total is not None and report.done >= report.total
+        if report.stage != self._last_stage or final or now - self._last_emit >= self._interval:
+            self._last_emit = now
+            self._last_stage = report.stage
+            self._post("progress", report)
+
+    def _run(self) -> None:
+        try:
+            if self._plain:
+                result = self._fn(*self._args, **self._kwargs)
+            else:
+                result = self._fn(*self._args, progress=self._report, cancel=self.token, **self._kwargs)
+        except Cancelled:
+            self._post("cancelled")
+        except BaseException as exc:  # noqa: BLE001 - every failure must reach the GUI as a signal
+            self.error = exc
+            exc.__dict__.setdefault("formatted_traceback", traceback.format_exc())
+            self._post("failed", exc)
+        else:
+            self.result = result
+            self._post("finished", result)
+        finally:
+            self._post("done")
+
+
+def run_job(fn: Callable[..., Any], *args: Any, on_finished: Callable[[Any], None] | None = None,
+            on_failed: Callable[[BaseException], None] | None = None,
+            on_progress: Callable[[Progress], None] | None = None,
+            on_cancelled: Callable[[], None] | None = None, plain: bool = False, **kwargs: Any) -> Worker:
+    """Create, connect and start a :class:`Worker` in one call; the callbacks run on the GUI thread."""
+    worker = Worker(fn, *args, plain=plain, **kwargs)
+    if on_progress is not None:
+        worker.signals.progress.connect(on_progress)
+    if on_finished is not None:
+        worker.signals.finished.connect(on_finished)
+    if on_failed is not None:
+        worker.signals.failed.connect(on_failed)
+    if on_cancelled is not None:
+        worker.signals.cancelled.connect(on_cancelled)
+    return worker.start()
