@@ -63,10 +63,10 @@ def project_features(model: DVAN, features: np.ndarray, device: torch.device | N
     return model.gallery_projection(values).float().cpu().numpy()
 
 
-def gallery_is_current(library: Library, model: DVAN) -> bool:
-    """Whether the library's gallery belongs to ``model`` and covers every tile."""
-    key, rows, next_row = library.gallery_state()
-    return key == gallery_key(model) and rows == next_row
+def gallery_is_current(library: Library, model: DVAN, key: str | None = None) -> bool:
+    """Whether the library's gallery belongs to ``model`` (or to the precomputed ``key``) and covers every tile."""
+    active, rows, next_row = library.gallery_state()
+    return active == (key or gallery_key(model)) and rows == next_row
 
 
 def ensure_gallery(library: Library, bundle: ModelBundle, progress: ProgressCallback = no_progress,

@@ -262,6 +262,7 @@ class Library:
         self._db = connection
         self._lock = threading.RLock()
         self._live_cache: tuple[int, np.ndarray] | None = None
+        self._maps: dict[str, tuple[tuple[Path, int, int], np.ndarray]] = {}
         self._writer_depth = 0
         self._lock_fd: int | None = None
 
@@ -340,8 +341,10 @@ class Library:
         return connection
 
     def close(self) -> None:
-        """Close the database (the object is unusable afterwards)."""
+        """Close the database and drop the memory maps (the object is unusable afterwards)."""
         with self._lock:
+            self._maps.clear()
+            self._live_cache = None
             self._db.close()
 
     def __enter__(self) -> Library:
@@ -580,8 +583,9 @@ class Library:
                                 "thumbs_end": 0, "gallery_key": "", "gallery_dim": 0, "gallery_rows": 0,
                                 "gallery_model": "", "generation": int(self.meta("generation")) + 1,
                                 "reindex_pending": [str(p) for p in paths]})
-            self._recover()
+            # unlink (never truncate) mapped files: other processes may still read their old mapping
             (self.path / BACKBONE_FILE).unlink(missing_ok=True)
+            self._recover()
         return paths
 
     def finish_reindex(self) -> None:
@@ -659,11 +663,21 @@ class Library:
         if gallery is None or rows != next_row:
             raise LibraryError(f"{self.path}: gallery projections are missing or behind the tiles; run "
                                f"'dvan library reproject {self.path} --model CKPT'")
-        return gallery.view(rows)
+        return self._mapped(gallery, rows)
 
     def backbone_features(self) -> np.ndarray:
         """Read-only memory map (next_row, backbone_dim) float16 of the backbone features."""
-        return self.backbone_file().view(self.next_row)
+        return self._mapped(self.backbone_file(), self.next_row)
+
+    def _mapped(self, target: RowFile, rows: int) -> np.ndarray:
+        """A memory map kept open between calls: re-mapping would fault every page in again per query."""
+        with self._lock:
+            stamp = (target.path, rows, target.path.stat().st_ino if target.path.exists() else 0)
+            cached = self._maps.get(target.path.name)
+            if cached is None or cached[0] != stamp:
+                cached = (stamp, target.view(rows))
+                self._maps[target.path.name] = cached
+            return cached[1]
 
     # -- reading tiles ---------------------------------------------------------------------------
 

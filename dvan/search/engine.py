@@ -24,7 +24,13 @@ import torch
 from dvan.audio.features import AudioFeatures, recording_features
 from dvan.errors import CheckpointError, LibraryError, UntrainedModelError
 from dvan.library.captions import ensure_captions
-from dvan.library.projection import captions_key, ensure_gallery, gallery_is_current, project_features
+from dvan.library.projection import (
+    captions_key,
+    ensure_gallery,
+    gallery_is_current,
+    gallery_key,
+    project_features,
+)
 from dvan.library.raster import open_raster
 from dvan.library.store import Caption, Library, Tile
 from dvan.model.factory import ModelBundle, create_model
@@ -141,6 +147,9 @@ class SearchEngine:
         self.chunk_rows = chunk_rows
         bundle.model.eval()
         self.decision = Decision.from_scorer(bundle.model.fusion)
+        # the model's weights are fixed for the engine's life: digest them once, not per query
+        self._gallery_key = gallery_key(bundle.model)
+        self._captions_key = captions_key(bundle.model)
 
     @property
     def trained(self) -> bool:
@@ -152,14 +161,13 @@ class SearchEngine:
     @property
     def needs_projection(self) -> bool:
         """Whether :meth:`prepare` has work to do (new model, or tiles imported without one)."""
-        captions_stale = bool(self.library.captions()) and self.library.meta("captions_key") != \
-            captions_key(self.bundle.model)
-        return not gallery_is_current(self.library, self.bundle.model) or captions_stale
+        captions_stale = bool(self.library.captions()) and self.library.meta("captions_key") != self._captions_key
+        return not gallery_is_current(self.library, self.bundle.model, self._gallery_key) or captions_stale
 
     def prepare(self, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> bool:
         """Compute the gallery (and caption) projections this model needs; returns whether it did."""
         did = ensure_gallery(self.library, self.bundle, progress, cancel)
-        if self.library.captions() and self.library.meta("captions_key") != captions_key(self.bundle.model):
+        if self.library.captions() and self.library.meta("captions_key") != self._captions_key:
             did = ensure_captions(self.library, self.bundle, progress, cancel) or did
         return did
 
@@ -214,7 +222,7 @@ class SearchEngine:
         """
         if not isinstance(query, Query):
             query = self.encode_file(query)
-        if not gallery_is_current(self.library, self.bundle.model):
+        if not gallery_is_current(self.library, self.bundle.model, self._gallery_key):
             raise LibraryError(f"{self.library.path}: gallery projections are not for this model yet; run "
                                f"'dvan library reproject {self.library.path} --model CKPT' (SearchEngine.prepare)")
         gallery = self.library.gallery()
@@ -278,7 +286,7 @@ class SearchEngine:
         if not held:
             raise LibraryError(f"{self.library.path}: the library holds no spoken captions; add some with "
                                f"'dvan library add-captions {self.library.path} MANIFEST'")
-        if self.library.meta("captions_key") != captions_key(self.bundle.model):
+        if self.library.meta("captions_key") != self._captions_key:
             raise LibraryError(f"{self.library.path}: the spoken captions were encoded by another model; run "
                                f"'dvan library reproject {self.library.path} --model CKPT' (SearchEngine.prepare)")
         projection = self.image_projection(image)

@@ -1,0 +1,55 @@
+"""The embedded demo: small, built on first run, never shows results without a trained model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from library_helpers import checkpoint
+
+from dvan.cli.main import main
+from dvan.library import Library
+from dvan.resources import resources_dir
+
+DEMO = resources_dir() / "demo"
+
+
+def test_demo_files_are_small_and_complete() -> None:
+    files = [p for p in DEMO.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    assert sum(p.stat().st_size for p in files) < 5_000_000
+    layout = json.loads((DEMO / "layout.json").read_text())
+    assert layout["coordinates"] == "illustrative" and len(layout["tiles"]) == 36
+    assert len(list((DEMO / "chips").glob("*.jpg"))) == 6 and len(list((DEMO / "queries").glob("*.wav"))) == 5
+    assert "illustrative" in (DEMO / "README.md").read_text()
+
+
+def test_demo_without_default_model_says_so_and_builds_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    resources = tmp_path / "resources"
+    resources.mkdir()
+    (resources / "demo").symlink_to(DEMO)
+    monkeypatch.setenv("DVAN_RESOURCES", str(resources))
+    monkeypatch.setenv("DVAN_DEMO_LIBRARY", str(tmp_path / "demo-library"))
+    assert main(["demo"]) == 2
+    assert "default model is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "demo-library").exists()
+
+
+def test_demo_builds_its_library_once_and_ranks_tiles(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DVAN_DEMO_LIBRARY", str(tmp_path / "demo-library"))
+    assert main(["demo", "--model", str(checkpoint(0)), "--quiet"]) == 2  # untrained: refused
+    assert "not marked as trained" in capsys.readouterr().err
+    assert main(["demo", "--model", str(checkpoint(0)), "--allow-untrained", "--quiet", "--query", "harbor",
+                 "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "42 tiles" in out and "query harbor.wav" in out and "UNTRAINED" in out
+    assert len([line for line in out.splitlines() if line.strip()[:1].isdigit()]) == 3
+    with Library.open(tmp_path / "demo-library") as library:
+        windows = {t.window.as_tuple() for t in library.tiles(DEMO / "demo_scene.tif")}
+        assert library.info()["tiles"] == 42 and library.info()["crs"] == ["EPSG:32611", "none (plain image)"]
+    layout = json.loads((DEMO / "layout.json").read_text())
+    assert windows == {tuple(t["window"]) for t in layout["tiles"]}
+    assert main(["demo", "--model", str(checkpoint(0)), "--allow-untrained", "--quiet", "--query", "airplanes"]) == 0
+    assert "42 tiles" in capsys.readouterr().out  # second run: nothing re-imported
