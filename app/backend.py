@@ -41,6 +41,23 @@ def _tile_info(tile: Any) -> TileInfo:
                     lonlat_polygon=tuple(tuple(p) for p in tile.lonlat_polygon) if tile.lonlat_polygon else None)
 
 
+def reserve_gui_core() -> int:
+    """Leave one CPU core to the GUI thread: torch computes on the others (at least one); returns torch's threads.
+
+    With torch's threads on every core, a backbone batch of an import competes with the GUI
+    thread for the CPU while it runs.
+    """
+    import os
+
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores - 1)
+    if torch.get_num_threads() > threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 class Backend:
     """Holds the open library and the active model; every dvan call of the app goes through here.
 

@@ -54,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setOrganizationName("dvan")
     app.setStyle("Fusion")
     apply_dark_palette(app)
+    from app.backend import reserve_gui_core
+
+    reserve_gui_core()
     settings = AppSettings.from_file(args.settings) if args.settings else AppSettings()
     if args.device:
         settings.device = args.device
