@@ -78,6 +78,29 @@ def test_kernels_match_torch_and_chunked_top_k_matches_a_full_sort(dtype: type) 
         assert (np.diff(best_logits) <= 0).all()
 
 
+@pytest.mark.skipif(not numba_available(), reason="numba kernels unavailable")
+def test_float16_kernels_widen_every_finite_half_exactly() -> None:
+    from dvan.search import _fused
+
+    bits = np.arange(65536, dtype=np.uint16).reshape(128, 512)
+    values = bits.view(np.float16).astype(np.float32)
+    rows = np.flatnonzero(np.isfinite(values).all(axis=1)).astype(np.int64)
+    bits.setflags(write=False)
+    values.setflags(write=False)
+    query = np.zeros(512, dtype=np.float32)
+    direction = np.random.default_rng(5).standard_normal(512).astype(np.float32)
+    outputs = []
+    kernels = [_fused.logits_f16_bits] + ([_fused.logits_f16] if _fused.HAS_F16C else [])
+    for kernel in kernels:
+        out = np.empty(rows.size, dtype=np.float32)
+        kernel(bits, rows, query, direction, np.float32(0.5), out)
+        outputs.append(out)
+    expected = np.empty(rows.size, dtype=np.float32)
+    _fused.logits_f32(values, rows, query, direction, np.float32(0.5), expected)
+    for out in outputs:
+        np.testing.assert_array_equal(out, expected)
+
+
 def test_bbox_and_source_filters(engine32: SearchEngine) -> None:
     query = engine32.encode_file(fixtures()["query"])
     box = (-118.2502, 34.0485, -118.2494, 34.0490)  # the western column of wgs84_gray.tif's tiles only

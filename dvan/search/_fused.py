@@ -3,14 +3,18 @@
 ``logit_i = (w1 - w0) . tanh(G_i + q) + (b1 - b0)`` is fused into one pass per row: no (N, d4)
 temporary, and tanh is Eigen's rational approximation (``generic_fast_tanh_float``, maximum
 error about 3e-7 against float32 tanh, the same accuracy class as torch's own vectorised tanh),
-which vectorises where libm's tanh does not. Float16 galleries are widened in the kernel with
-bit operations (exact for every finite half value), so they are read at half the memory traffic.
+which vectorises where libm's tanh does not. Float16 galleries are widened in the kernel (F16C
+``vcvtph2ps`` where the CPU has it, else integer bit operations; both exact for every finite
+half), so they are read at half the memory traffic.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange
+from numba.core import types
+from numba.extending import intrinsic
 
 _CLAMP = np.float32(7.90531110763549805)
 _ALPHA = (np.float32(-2.76076847742355e-16), np.float32(2.00018790482477e-13), np.float32(-8.60467152213735e-11),
@@ -55,9 +59,45 @@ def logits_f32(gallery, rows, query, direction, offset, out):  # type: ignore[no
         out[j] = acc + offset
 
 
+def _host_has_f16c() -> bool:
+    try:
+        from llvmlite import binding
+
+        return bool(binding.get_host_cpu_features().get("f16c", False))
+    except Exception:  # feature query unsupported: take the portable kernel
+        return False
+
+
+#: Whether the CPU converts float16 in hardware (x86 F16C); else the bit-operation kernel is used.
+HAS_F16C = _host_has_f16c()
+
+
+@intrinsic
+def _half_to_float(typingctx, bits):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
+    """float32 value of a float16 given as its uint16 bits (one vcvtph2ps per 8 values with F16C)."""
+    signature = types.float32(types.uint16)
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return signature, codegen
+
+
 @njit(fastmath=True, parallel=True, cache=True)
 def logits_f16(gallery_bits, rows, query, direction, offset, out):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """As logits_f32 for a float16 gallery passed as its uint16 bit patterns."""
+    """As logits_f32 for a float16 gallery passed as its uint16 bit patterns (needs F16C)."""
+    d = gallery_bits.shape[1]
+    for j in prange(rows.shape[0]):
+        r = rows[j]
+        acc = np.float32(0.0)
+        for k in range(d):
+            acc += direction[k] * _tanh(_half_to_float(gallery_bits[r, k]) + query[k])  # type: ignore[call-arg]
+        out[j] = acc + offset
+
+
+@njit(fastmath=True, parallel=True, cache=True)
+def logits_f16_bits(gallery_bits, rows, query, direction, offset, out):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """As logits_f16, widening halves with integer bit operations (any CPU)."""
     d = gallery_bits.shape[1]
     n = rows.shape[0]
     blocks = (n + _BLOCK - 1) // _BLOCK

@@ -112,8 +112,8 @@ def chunk_logits(gallery: np.ndarray, rows: np.ndarray, query: np.ndarray, decis
         base = np.asarray(gallery).view()
         base.setflags(write=False)  # one compiled specialisation: memory maps are read-only anyway
         if base.dtype == np.float16:
-            fused.logits_f16(base.view(np.uint16), rows64, query32, decision.direction, np.float32(decision.offset),
-                             out)
+            kernel = fused.logits_f16 if fused.HAS_F16C else fused.logits_f16_bits
+            kernel(base.view(np.uint16), rows64, query32, decision.direction, np.float32(decision.offset), out)
         else:
             fused.logits_f32(np.asarray(base, dtype=np.float32), rows64, query32, decision.direction,
                              np.float32(decision.offset), out)
