@@ -280,5 +280,15 @@ def test_library_cli_create_add_info_remove(tmp_path: Path, capsys: pytest.Captu
     assert "recomputed" in capsys.readouterr().out
     assert main(["library", "info", "--json", str(path)]) == 0
     assert '"tiles": 1' in capsys.readouterr().out
+    assert main(["library", "reindex", str(path), "--model", str(checkpoint(0)), "--quiet"]) == 0
+    assert "re-indexed with efficientnet-lite0" in capsys.readouterr().out
+    with Library.open(path) as library:
+        assert [t.source.name for t in library.tiles()] == ["chip.jpg"] and library.meta("reindex_pending") == []
+    audio = [str(p) for p in sorted((fixtures()["manifest"].parent).glob("caption*.wav"))[:2]]
+    assert main(["library", "add-captions", str(path), "--image", str(fixtures()["jpg"]), "--audio", *audio,
+                 "--text", "a textured chip", "--model", str(checkpoint(0)), "--quiet"]) == 0
+    assert "2 spoken caption(s) added" in capsys.readouterr().out
+    with Library.open(path) as library:
+        assert [c.text for c in library.captions()] == ["a textured chip"] * 2
     assert main(["library", "info", str(tmp_path / "nowhere")]) == 2
     assert "no library here" in capsys.readouterr().err

@@ -138,7 +138,8 @@ def test_untrained_model_is_refused_unless_allowed() -> None:
     assert load_search_model(checkpoint(0, trained=True), device="cpu").info["trained"] is True
 
 
-def test_search_and_captions_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_search_and_captions_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from dvan.cli.main import main
 
     path = str(copy_of(reference("float32")[0], tmp_path / "lib"))
@@ -155,6 +156,20 @@ def test_search_and_captions_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
                  "--bbox", "-118.31", "34.0", "-118.28", "34.1", "--source", str(fixtures()["utm_rgb"])]) == 0
     out = capsys.readouterr().out
     assert out.count("utm_rgb.tif") == 2 and "6 tiles scored" in out
+    import make_audio
+
+    recorded: list[float] = []
+
+    def fake_microphone(seconds: float) -> np.ndarray:
+        recorded.append(seconds)
+        return make_audio.speechlike(seconds, seed=11)
+
+    monkeypatch.setattr("dvan.cli.search.record_query", fake_microphone)
+    assert main(["search", path, "--record", "2.5", "--model", str(checkpoint(0)), "--allow-untrained", "--json",
+                 "--top", "15"]) == 0
+    recorded_result = json.loads(capsys.readouterr().out)
+    assert recorded == [2.5] and recorded_result["query"]["source"] == "recording"
+    assert len(recorded_result["hits"]) == 15
     assert main(["captions", path, "--image", str(fixtures()["png"]), "--model", str(checkpoint(0)),
                  "--allow-untrained"]) == 2
     assert "no spoken captions" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from dvan.cli._library_common import StageBars, add_model_options, optional_model
+from dvan.data.manifest import ManifestEntry
 from dvan.errors import LibraryError
 from dvan.library import Library, add_captions, ensure_captions, ensure_gallery, import_paths
 from dvan.library.store import GALLERY_DTYPES
@@ -134,10 +135,22 @@ def _add_captions(args: argparse.Namespace) -> int:
     if bundle is None:
         raise LibraryError("no model: pass --model CKPT (no default model is installed); spoken captions are "
                            "encoded by the model's audio branch")
+    if (args.manifest is None) == (args.image is None):
+        raise LibraryError("give either a MANIFEST or --image FILE with --audio WAV [WAV ...]")
+    source: Path | list[ManifestEntry]
+    if args.image is not None:
+        if not args.audio:
+            raise LibraryError("--image needs the spoken captions of that image: --audio WAV [WAV ...]")
+        if not args.image.is_file():
+            raise LibraryError(f"{args.image}: no such image file")
+        source = [ManifestEntry(image=args.image.resolve(), audio=audio.resolve(), label=args.label or "",
+                                split="test", text=args.text) for audio in args.audio]
+    else:
+        source = args.manifest
     bars = StageBars(disable=args.quiet)
     with Library.open(args.path) as library:
         try:
-            report = add_captions(library, args.manifest, bundle, bars, CancelToken())
+            report = add_captions(library, source, bundle, bars, CancelToken())
         finally:
             bars.close()
     print(report.summary())
@@ -194,7 +207,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     captions = commands.add_parser("add-captions", help="add spoken captions from a manifest (image -> audio gallery)")
     captions.add_argument("path", type=Path)
-    captions.add_argument("manifest", type=Path, help="JSON Lines manifest (see dvan.data.manifest)")
+    captions.add_argument("manifest", type=Path, nargs="?", help="JSON Lines manifest (see dvan.data.manifest)")
+    captions.add_argument("--image", type=Path, help="instead of a manifest: the image the --audio files describe")
+    captions.add_argument("--audio", type=Path, nargs="+", help="spoken captions of --image")
+    captions.add_argument("--text", help="what the --audio files say (optional)")
+    captions.add_argument("--label", help="class of --image (optional)")
     captions.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_options(captions, results=False)
     captions.set_defaults(func=_add_captions)

@@ -144,7 +144,7 @@ def add_captions(library: Library, source: str | Path | Sequence[ManifestEntry],
             for entry in good:
                 stat = Path(entry.audio).stat()
                 records.append({"audio": str(Path(entry.audio).resolve()), "image": str(Path(entry.image).resolve()),
-                                "label": entry.label, "split": entry.split, "text": entry.text,
+                                "label": entry.label or None, "split": entry.split, "text": entry.text,
                                 "speaker": entry.speaker, "audio_size": stat.st_size,
                                 "audio_mtime_ns": stat.st_mtime_ns})
             library.commit_captions(records, projections)

@@ -225,6 +225,11 @@ class RowFile:
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
+    if not hasattr(os, "pwrite"):  # Windows: seek + write on the same descriptor
+        os.lseek(fd, offset, os.SEEK_SET)
+        while view:
+            view = view[os.write(fd, view):]
+        return
     while view:
         written = os.pwrite(fd, view, offset)
         view = view[written:]

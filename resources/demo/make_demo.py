@@ -68,8 +68,8 @@ def _speak(text: str, target: Path) -> None:
 
 def build(ucm: Path) -> None:
     import rasterio
+    from affine import Affine
     from PIL import Image
-    from rasterio.transform import from_origin
 
     rng = random.Random(2016)
     picks = [(name, path) for name in MOSAIC_CLASSES for path in _test_images(ucm, name, 3, rng)]
@@ -84,7 +84,7 @@ def build(ucm: Path) -> None:
         layout["tiles"].append({"window": [col * SIZE, row * SIZE, SIZE, SIZE], "class": name,
                                 "ucm_image": f"{path.parent.name}/{path.name}"})
     profile = {"driver": "GTiff", "width": GRID * SIZE, "height": GRID * SIZE, "count": 3, "dtype": "uint8",
-               "crs": "EPSG:32611", "transform": from_origin(*ORIGIN, PIXEL, PIXEL), "compress": "JPEG",
+               "crs": "EPSG:32611", "transform": Affine(PIXEL, 0.0, ORIGIN[0], 0.0, -PIXEL, ORIGIN[1]), "compress": "JPEG",
                "jpeg_quality": 88, "photometric": "YCBCR", "tiled": True, "blockxsize": 256, "blockysize": 256}
     with rasterio.open(HERE / "demo_scene.tif", "w", **profile) as dst:
         dst.write(mosaic)

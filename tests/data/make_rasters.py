@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import soundfile as sf
+from affine import Affine
 from PIL import Image
-from rasterio.transform import from_origin
 
 sys.path.insert(0, str(Path(__file__).parent))
 from make_audio import speechlike  # noqa: E402
@@ -45,6 +45,11 @@ WGS84 = "EPSG:4326"
 UTM_ORIGIN = (380000.0, 3770000.0)
 #: Upper-left corner of the WGS84 fixture (lon, lat).
 WGS84_ORIGIN = (-118.25, 34.05)
+
+
+def from_origin(west: float, north: float, xsize: float, ysize: float) -> Affine:
+    """North-up geotransform (rasterio's from_origin, without its deprecation warning)."""
+    return Affine(xsize, 0.0, west, 0.0, -ysize, north)
 
 
 def _texture(rng: np.random.Generator, height: int, width: int, bands: int) -> np.ndarray:
