@@ -29,6 +29,8 @@ from dvan.errors import DvanError
 MAX_RECORD_SECONDS = 15.0
 #: Preferred capture rate (the model's); devices that refuse it record at their own default rate.
 PREFERRED_RATE = 16000
+#: Streams open now (PortAudio must not be restarted under them).
+_OPEN_STREAMS: set[object] = set()
 
 
 class AudioDeviceError(DvanError):
@@ -73,8 +75,38 @@ def list_devices() -> list[AudioDevice]:
                         default_rate=float(d["default_samplerate"])) for i, d in enumerate(devices)]
 
 
+def rescan_devices() -> bool:
+    """Make PortAudio list the devices again (it lists them once, when it starts).
+
+    A microphone plugged in, or a sound server started, after the app started appears only after
+    this. Call it only while no stream is open. Returns False when audio is unavailable.
+    """
+    if _OPEN_STREAMS:
+        return False
+    try:
+        sd = _sounddevice()
+        terminate, initialize = getattr(sd, "_terminate", None), getattr(sd, "_initialize", None)
+        if terminate is None or initialize is None:
+            return False
+        terminate()
+        initialize()
+    except Exception:  # noqa: BLE001 - PortAudio errors mean "no audio"
+        return False
+    return True
+
+
+def _find(devices: list[AudioDevice], name: str, kind: str) -> int | None:
+    for device in devices:
+        count = device.inputs if kind == "input" else device.outputs
+        if count > 0 and (device.name == name or device.label == name):
+            return device.index
+    return None
+
+
 def resolve_device(name: str | None, kind: str) -> int | str | None:
     """The sounddevice device for a saved name ("" or None: the system default).
+
+    A name that is not listed triggers one rescan (it may have been plugged in since).
 
     Raises:
         AudioDeviceError: the named device is not connected.
@@ -82,10 +114,12 @@ def resolve_device(name: str | None, kind: str) -> int | str | None:
     if not name:
         return None
     devices = list_devices()
-    for device in devices:
-        count = device.inputs if kind == "input" else device.outputs
-        if count > 0 and (device.name == name or device.label == name):
-            return device.index
+    found = _find(devices, name, kind)
+    if found is None and rescan_devices():
+        devices = list_devices()
+        found = _find(devices, name, kind)
+    if found is not None:
+        return found
     available = ", ".join(d.name for d in devices if (d.inputs if kind == "input" else d.outputs) > 0) or "none"
     raise AudioDeviceError(f"the {kind} device {name!r} is not connected (available: {available}); "
                            "choose another one in Settings")
@@ -198,6 +232,7 @@ class Recorder(QObject):
                 "unplugged. Close the other program or choose another input in Settings, or open a WAV file instead"
             )
         self._stream = stream
+        _OPEN_STREAMS.add(stream)
         self._timer.start()
 
     def stop(self) -> tuple[np.ndarray, int]:
@@ -205,6 +240,7 @@ class Recorder(QObject):
         stream, self._stream = self._stream, None
         self._timer.stop()
         if stream is not None:
+            _OPEN_STREAMS.discard(stream)
             try:
                 stream.stop()
             finally:
@@ -293,6 +329,7 @@ class Player(QObject):
                     stream.close()
                 continue
             self._stream = stream
+            _OPEN_STREAMS.add(stream)
             self._timer.start()
             self.started.emit()
             return
@@ -322,6 +359,7 @@ class Player(QObject):
         stream, self._stream = self._stream, None
         self._timer.stop()
         if stream is not None:
+            _OPEN_STREAMS.discard(stream)
             try:
                 stream.abort()
             finally:
@@ -333,6 +371,7 @@ class Player(QObject):
             stream, self._stream = self._stream, None
             self._timer.stop()
             if stream is not None:
+                _OPEN_STREAMS.discard(stream)
                 stream.stop()
                 stream.close()
             self.finished.emit()

@@ -22,22 +22,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def demo_library_path() -> Path:
-    """Where the demo library is built: ``$DVAN_DEMO_LIBRARY`` or the user's data folder."""
-    if os.environ.get("DVAN_DEMO_LIBRARY"):
-        return Path(os.environ["DVAN_DEMO_LIBRARY"])
-    base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return base / "dvan" / "demo-library"
-
-
-def ensure_demo_library(path: Path | None = None, model: Path | None = None) -> Path:
-    """The demo library folder, built from resources/demo on first use (``dvan demo`` does the same)."""
-    import importlib
-
-    demo = importlib.import_module("dvan.library.demo")
-    return Path(demo.ensure_demo_library(path or demo_library_path(), model=model))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the viewer; returns the exit code."""
     args = build_parser().parse_args(list(argv) if argv is not None else None)
@@ -66,12 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       model_path=settings.active_model or None)
     problem = ""
     library = args.library
-    if args.demo:
-        try:
-            library = ensure_demo_library(model=backend.model_checkpoint())
-        except (DvanError, ImportError) as exc:
-            problem = f"The demo library cannot be built: {exc}"
-    elif library is None and settings.library_path:
+    if library is None and not args.demo and settings.library_path:
         library = Path(settings.library_path)
     if library is not None:
         try:
@@ -84,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = ["search", "map", "captions", "library", "training", "settings"]
         window.tabs.setCurrentIndex(names.index(args.tab))
     window.show()
+    if args.demo:
+        window.open_demo()
     if problem:
         window.show_message(problem)
         if not os.environ.get("DVAN_APP_NO_DIALOGS"):

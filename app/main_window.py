@@ -185,6 +185,38 @@ class MainWindow(QMainWindow):
         self.backend.set_device(device)
         self.show_message(f"Compute device: {device} (used from the next model load)")
 
+    # --- demo ------------------------------------------------------------------------------
+    def open_demo(self, path: str | Path | None = None) -> Worker:
+        """Build the demo library on first use (progress in the status bar), then open it."""
+        from dvan.library.demo import demo_library_path, ensure_demo_library
+
+        target = Path(path) if path else demo_library_path()
+        bundle = None
+        try:
+            bundle = self.backend.trained_bundle()
+        except DvanError:
+            bundle = None  # backbone features only; projections are computed once a trained model is active
+        self.job_bar.setRange(0, 0)
+        self.job_bar.show()
+        self.job_cancel.show()
+        self.show_message(f"Preparing the demo library in {target}…")
+        worker = Worker(ensure_demo_library, target, bundle)
+        worker.signals.progress.connect(self._prepare_progress)
+        worker.signals.finished.connect(lambda folder: self._demo_ready(Path(folder)))
+        worker.signals.failed.connect(lambda exc: self._prepare_done(f"The demo library cannot be built: {exc}"))
+        worker.signals.cancelled.connect(lambda: self._prepare_done("Building the demo library was cancelled; "
+                                                                    "start with --demo again to complete it."))
+        self.prepare_worker = worker.start()
+        return self.prepare_worker
+
+    def _demo_ready(self, folder: Path) -> None:
+        self.job_bar.hide()
+        self.job_cancel.hide()
+        self.prepare_worker = None
+        self.library.open_library(folder)
+        self.show_message(f"Demo library {folder}: UC Merced test images; their coordinates are illustrative. "
+                          "Hold Space and say e.g. \"many planes parked next to a long terminal\".")
+
     # --- projections -----------------------------------------------------------------------
     def prepare_projections(self) -> Worker | None:
         """Compute the library's projections for the active model on a worker, with progress, when needed."""

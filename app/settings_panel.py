@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.audio import list_devices
+from app.audio import list_devices, rescan_devices
 from app.settings import AppSettings
 
 DEVICE_CHOICES = (("auto", "Automatic (CUDA when available, else CPU)"), ("cuda", "CUDA GPU"), ("cpu", "CPU"))
@@ -75,7 +75,7 @@ class SettingsPanel(QWidget):
         self.input = QComboBox()
         self.output = QComboBox()
         self.refresh_button = QPushButton("Rescan devices")
-        self.refresh_button.clicked.connect(self.refresh_devices)
+        self.refresh_button.clicked.connect(lambda: self.refresh_devices(rescan=True))
         self.audio_note = QLabel("")
         self.audio_note.setWordWrap(True)
         audio_form.addRow("Microphone:", self.input)
@@ -118,8 +118,10 @@ class SettingsPanel(QWidget):
         self._update_weights_status()
 
     # --- audio -----------------------------------------------------------------------------
-    def refresh_devices(self) -> None:
-        """List the audio devices again and select the saved ones."""
+    def refresh_devices(self, rescan: bool = False) -> None:
+        """List the audio devices (asking PortAudio to look again with ``rescan``) and select the saved ones."""
+        if rescan:
+            rescan_devices()
         devices = list_devices()
         for combo, kind, saved in ((self.input, "input", self.settings.input_device),
                                    (self.output, "output", self.settings.output_device)):

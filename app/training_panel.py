@@ -75,8 +75,11 @@ DEFAULT_LABEL = "(shipped default model)"
 
 
 def app_data_dir() -> Path:
-    """Where the app keeps training runs and activated models."""
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+    """Where the app keeps training runs and activated models (``$DVAN_APP_DATA`` overrides it)."""
+    import os
+
+    base = os.environ.get("DVAN_APP_DATA") or QStandardPaths.writableLocation(
+        QStandardPaths.StandardLocation.AppDataLocation)
     path = Path(base or Path.home() / ".local" / "share" / "dvan-app")
     path.mkdir(parents=True, exist_ok=True)
     return path

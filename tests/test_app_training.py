@@ -1,0 +1,130 @@
+"""Training tab: collections (manifest, folder), recorded and generated captions, fine-tuning with live curves,
+cancel and resume, comparison, activation and restore."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from app_support import app_world, make_settings
+
+
+@pytest.fixture(scope="module")
+def world() -> dict[str, Path]:
+    return app_world()
+
+
+@pytest.fixture
+def panel(qtbot, world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from app.backend import Backend
+    from app.training_panel import TrainingPanel
+
+    monkeypatch.setenv("DVAN_APP_DATA", str(tmp_path / "appdata"))
+    monkeypatch.setenv("DVAN_CACHE", str(world["cache"]))
+    backend = Backend(device="cpu", model_path=world["model"])
+    backend.open_library(world["library"])
+    settings = make_settings(tmp_path, active_model=str(world["model"]))
+    widget = TrainingPanel(backend, settings)  # type: ignore[arg-type]
+    qtbot.addWidget(widget)
+    widget.resize(1300, 850)
+    widget.show()
+    return widget
+
+
+def test_manifest_collection_is_listed_with_splits_and_captions(panel, world) -> None:
+    assert panel.load_collection(world["manifest"])
+    assert panel.table.rowCount() == 15
+    assert panel.collection_summary.text().startswith("15 images of 3 classes, 30 spoken captions (train 18, val 6, "
+                                                      "test 6)")
+    panel.table.selectRow(3)
+    assert panel.caption_list.count() == 2
+    assert panel.preview.has_image()
+    assert panel.record_button.isEnabled() and panel.start_button.isEnabled()
+
+
+def test_folder_collection_gets_a_manifest_and_a_recorded_caption(panel, world, tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    for label in ("stripes", "dots"):
+        shutil.copytree(world["manifest"].parent / "images" / label, folder / label)
+    first = folder / "dots" / "dots00.png"
+    shutil.copy(world["query_dots"], first.with_name("dots00_a.wav"))
+    first.with_suffix(".txt").write_text("many round dots are scattered around\n")
+    assert panel.load_collection(folder)
+    assert panel.manifest == folder / "dvan_collection.jsonl"
+    assert panel.table.rowCount() == 10
+    assert "1 spoken captions" in panel.collection_summary.text()
+    row = next(i for i, item in enumerate(panel.images) if item.image == first)
+    assert panel.table.item(row, 4).text() == "many round dots are scattered around"
+
+    target = next(i for i in panel.images if i.image.name == "stripes02.png")
+    speech, rate = sf.read(world["query_stripes"], dtype="float32")
+    saved = panel.save_caption(target, speech, rate)
+    assert saved == folder / "stripes" / "stripes02_rec1.wav" and saved.is_file()
+    assert panel.collection_summary.text() == "Saved stripes02_rec1.wav (3.0 s) for stripes02.png."
+    row = next(i for i, item in enumerate(panel.images) if item.image == target.image)
+    assert panel.table.item(row, 3).text() == "1"
+    assert sum(len(i.audio) for i in panel.images) == 2
+    manifest_lines = panel.manifest.read_text().splitlines()
+    assert any("stripes02_rec1.wav" in line for line in manifest_lines)
+    # silence is refused
+    assert panel.save_caption(target, np.zeros(16000, dtype=np.float32), 16000) is None
+    assert panel.collection_summary.text().startswith("No speech heard")
+    assert not (folder / "stripes" / "stripes02_rec2.wav").exists()
+
+
+def test_fine_tune_curves_cancel_resume_compare_activate_restore(qtbot, panel, world, tmp_path: Path) -> None:
+    panel.load_collection(world["manifest"])
+    panel.preset.setCurrentIndex(panel.preset.findData("paper"))
+    # cancel during the first epoch: the run stops, nothing is activated
+    worker = panel.start_training(epochs=2)
+    assert worker is not None and not panel.start_button.isEnabled()
+    worker.signals.progress.connect(lambda r: panel.cancel_training() if r.stage == "train" and r.done >= 1 else None)
+    with qtbot.waitSignal(worker.signals.done, timeout=120000):
+        pass
+    assert "training cancelled" in panel.collection_summary.text(), panel.collection_summary.text()
+    assert not panel.activate_button.isEnabled()
+
+    # a full (short) run: live curves from the training log, then the comparison
+    worker = panel.start_training(resume=True, epochs=2)
+    assert worker is not None
+    with qtbot.waitSignal(worker.signals.done, timeout=180000):
+        pass
+    assert panel.new_checkpoint is not None, panel.collection_summary.text()
+    assert "training finished" in panel.collection_summary.text()
+    assert panel.curves.epochs == [1, 2]
+    assert panel.loss_chart.point_count() >= 2 + len(panel.curves.steps)
+    assert panel.val_chart.point_count() == 3 * 2
+    assert panel.compare_table.item(0, 1).text() == f"{panel.new_val['map']:.4f}"  # type: ignore[index]
+    qtbot.waitUntil(lambda: panel.current_val is not None, timeout=120000)
+    assert panel.compare_table.item(0, 0).text() == f"{panel.current_val['map']:.4f}"  # type: ignore[index]
+    assert panel.activate_button.isEnabled()
+
+    with qtbot.waitSignal(panel.model_activated) as blocker:
+        activated = panel.activate_new_model()
+    assert activated is not None and activated.is_file()
+    assert blocker.args == [str(activated)]
+    assert panel.settings.active_model == str(activated)
+    assert panel.settings.previous_models[0] == str(world["model"])
+    assert panel.previous.count() == 1 and panel.restore_button.isEnabled()
+
+    with qtbot.waitSignal(panel.model_activated) as blocker:
+        panel.restore_previous()
+    assert blocker.args == [str(world["model"])]
+    assert panel.settings.active_model == str(world["model"])
+    assert panel.settings.previous_models[0] == str(activated)
+
+
+def test_speaking_text_captions_makes_a_collection(qtbot, panel, tmp_path: Path) -> None:
+    from make_captions import make_captions
+
+    files = make_captions(tmp_path / "captions")
+    worker = panel.speak(files["jsonl"], tmp_path / "spoken", limit=3)
+    assert worker is not None
+    with qtbot.waitSignal(worker.signals.done, timeout=60000):
+        pass
+    assert panel.manifest == tmp_path / "spoken" / "manifest.jsonl", panel.collection_summary.text()
+    assert panel.table.rowCount() >= 2
+    assert len(list((tmp_path / "spoken").rglob("*.wav"))) == 3
