@@ -212,9 +212,9 @@ def test_cancel_keeps_whole_batches_and_import_resumes(tmp_path: Path) -> None:
         import_paths(library, [fixtures()["many"]], bundle=bundle(0), batch_size=4,
                      progress=cancel_after_first_batch, cancel=token)
     partial = library.info()
-    assert 0 < partial["tiles"] < 20 and partial["sources_incomplete"] == 1
+    assert 0 < partial["tiles"] < 12 and partial["sources_incomplete"] == 1
     report = import_paths(library, [fixtures()["many"]], bundle=bundle(0), batch_size=4)
-    assert report.resumed and library.info()["tiles"] == 20 and library.info()["sources_incomplete"] == 0
+    assert report.resumed and library.info()["tiles"] == 12 and library.info()["sources_incomplete"] == 0
     library.close()
 
 

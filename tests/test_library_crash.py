@@ -87,7 +87,7 @@ def _snapshot(path: Path) -> dict[tuple[str, tuple[int, ...]], tuple[np.ndarray,
 
 def _assert_same_library(resumed: Path, clean: Path) -> None:
     a, b = _snapshot(resumed), _snapshot(clean)
-    assert sorted(a) == sorted(b) and len(a) == 20
+    assert sorted(a) == sorted(b) and len(a) == 12
     for key in a:
         np.testing.assert_allclose(a[key][0], b[key][0], rtol=4e-3, atol=4e-3)
         np.testing.assert_allclose(a[key][1], b[key][1], rtol=4e-3, atol=4e-3)
@@ -120,12 +120,12 @@ def test_import_killed_from_outside_resumes_to_a_clean_import(tmp_path: Path, cl
     assert child.returncode == -signal.SIGKILL
 
     tiles = _check_consistent(path)
-    assert 4 <= tiles < 20
+    assert 4 <= tiles < 12
     library = Library.open(path)
     report = import_paths(library, [fixtures()["many"]], bundle=bundle(0))
     library.close()
-    assert report.tiles == 20 - tiles
-    assert _check_consistent(path) == 20
+    assert report.tiles == 12 - tiles
+    assert _check_consistent(path) == 12
     _assert_same_library(path, clean_library)
 
 
@@ -145,7 +145,7 @@ def test_import_killed_inside_a_commit_keeps_no_part_of_that_batch(tmp_path: Pat
     library = Library.open(path)
     report = import_paths(library, [fixtures()["many"]], bundle=bundle(0))
     library.close()
-    assert report.tiles == 16 and report.resumed
+    assert report.tiles == 8 and report.resumed
     with Library.open(path) as library:
         assert (path / "thumbs.bin").stat().st_size == int(library.meta("thumbs_end"))
     _assert_same_library(path, clean_library)

@@ -19,7 +19,7 @@ truncated.tif          a GeoTIFF cut in the middle of its pixel data -> reported
 notes.txt, README      not rasters -> skipped quietly
 =====================  =========================================================================
 
-``OUT/many/``: one 512 x 384 GeoTIFF (12 tiles of 128 px) and 8 small chips, for the killed import.
+``OUT/many/``: one 384 x 256 GeoTIFF (6 tiles of 128 px) and 6 small chips, for the killed import.
 ``OUT/query.wav``, ``OUT/query2.wav``: seeded speech-like queries; ``OUT/captions/``: a manifest of
 4 spoken captions of the two chips.
 """
@@ -118,9 +118,9 @@ def make_rasters(out: Path) -> dict[str, Path]:
     (rasters / "README").write_text("not a raster either\n")
 
     many = out / "many"
-    files["many_big"] = _write(many / "big.tif", (_texture(rng, 384, 512, 3) * 255).astype(np.uint8), UTM,
+    files["many_big"] = _write(many / "big.tif", (_texture(rng, 256, 384, 3) * 255).astype(np.uint8), UTM,
                                from_origin(UTM_ORIGIN[0], UTM_ORIGIN[1] - 1000, 1.0, 1.0))
-    for index in range(8):
+    for index in range(6):
         _write(many / f"chip{index}.tif", (_texture(rng, 64, 64, 3) * 255).astype(np.uint8), UTM,
                from_origin(UTM_ORIGIN[0] + 64 * index, UTM_ORIGIN[1] - 2000, 1.0, 1.0))
 
