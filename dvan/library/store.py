@@ -692,7 +692,13 @@ class Library:
             generation = int(self.meta("generation"))
             if self._live_cache is not None and self._live_cache[0] == generation:
                 return self._live_cache[1]
-            rows = np.fromiter((r for (r,) in self._db.execute("SELECT row FROM tiles ORDER BY row")), dtype=np.int64)
+            count = self._db.execute("SELECT COUNT(*) FROM tiles").fetchone()[0]
+            next_row = self.next_row
+            if count == next_row:  # no holes: every committed row is a live tile
+                rows = np.arange(next_row, dtype=np.int64)
+            else:
+                rows = np.fromiter((r for (r,) in self._db.execute("SELECT row FROM tiles ORDER BY row")),
+                                   dtype=np.int64, count=count)
             self._live_cache = (generation, rows)
             return rows
 
@@ -700,14 +706,15 @@ class Library:
         """Sorted rows of tiles whose WGS84 footprint intersects the box (west > east crosses 180°)."""
         boxes = [(west, south, east, north)] if west <= east else [(west, south, 180.0, north),
                                                                    (-180.0, south, east, north)]
-        found: set[int] = set()
+        parts = []
         with self._lock:
             for w, s, e, n in boxes:
-                found.update(r for (r,) in self._db.execute(
+                cursor = self._db.execute(
                     "SELECT t.row FROM tiles_lonlat AS r JOIN tiles AS t ON t.id = r.id WHERE r.east >= ? AND "
                     "r.west <= ? AND r.north >= ? AND r.south <= ? AND t.east >= ? AND t.west <= ? AND t.north >= ? "
-                    "AND t.south <= ?", (w, e, s, n, w, e, s, n)))
-        return np.array(sorted(found), dtype=np.int64)
+                    "AND t.south <= ?", (w, e, s, n, w, e, s, n))
+                parts.append(np.fromiter((r for (r,) in cursor), dtype=np.int64))
+        return np.unique(np.concatenate(parts))
 
     def rows_of_sources(self, paths: Iterable[str | Path]) -> np.ndarray:
         """Sorted rows of the tiles cut from the given files (or from files under given folders).
