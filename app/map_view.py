@@ -15,11 +15,22 @@ import math
 from collections.abc import Callable
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QImage, QMouseEvent, QPainter, QPainterPath, QPen, QPolygonF, QTransform, QWheelEvent
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPolygonF,
+    QResizeEvent,
+    QTransform,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import (
     QGraphicsItem,
     QGraphicsScene,
-    QGraphicsSimpleTextItem,
     QGraphicsView,
     QHBoxLayout,
     QLabel,
@@ -130,7 +141,7 @@ class TileItem(QGraphicsItem):
             pen = QPen(colour, 2.5)
             pen.setCosmetic(True)
             fill = QColor(colour)
-            fill.setAlpha(60 if on_screen >= THUMBNAIL_MIN_PX else 150)
+            fill.setAlpha(30 if on_screen >= THUMBNAIL_MIN_PX else 150)
             brush = QBrush(fill)
         if self.selected_tile:
             pen = QPen(QColor(0, 200, 255), 3.5)
@@ -138,6 +149,33 @@ class TileItem(QGraphicsItem):
         painter.setPen(pen)
         painter.setBrush(brush)
         painter.drawPolygon(self.polygon)
+
+
+class RankBadge(QGraphicsItem):
+    """A result's rank in a small dark box at a footprint's corner, drawn at screen size."""
+
+    def __init__(self, rank: int) -> None:
+        super().__init__()
+        self.rank = rank
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
+        self._rect = QRectF(0, 0, 14 + 8 * len(str(rank)), 18)
+
+    def text(self) -> str:
+        """The rank as shown."""
+        return str(self.rank)
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt override
+        return self._rect
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        painter.setPen(QPen(rank_colour(self.rank), 1.5))
+        painter.setBrush(QColor(0, 0, 0, 190))
+        painter.drawRoundedRect(self._rect.adjusted(1, 1, -1, -1), 3, 3)
+        font = painter.font()
+        font.setBold(True)
+        painter.setFont(font)
+        painter.setPen(QColor(255, 255, 255))
+        painter.drawText(self._rect, Qt.AlignmentFlag.AlignCenter, self.text())
 
 
 class MapView(QGraphicsView):
@@ -161,12 +199,17 @@ class MapView(QGraphicsView):
         self.setMouseTracking(True)
         self.setBackgroundBrush(QColor(24, 28, 34))
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.thumbnails = thumbnails
         self.projection = Projection()
         self.items_by_id: dict[int, TileItem] = {}
-        self._labels: list[QGraphicsSimpleTextItem] = []
+        self._labels: list[RankBadge] = []
         self._selected: int | None = None
         self._press: QPointF | None = None
+        self._tiles_rect = QRectF()
+        # fit the whole library on every resize until the user zooms or pans
+        self.auto_fit = True
 
     # --- content ---------------------------------------------------------------------------
     def set_tiles(self, tiles: list[TileInfo]) -> None:
@@ -185,9 +228,13 @@ class MapView(QGraphicsView):
             item = TileItem(tile, polygon, self.thumbnails)
             scene.addItem(item)
             self.items_by_id[tile.id] = item
-        rect = scene.itemsBoundingRect()
+        rect = QRectF()
+        for item in self.items_by_id.values():
+            rect = rect.united(item.boundingRect())
+        self._tiles_rect = rect
         margin = max(rect.width(), rect.height(), 1e-4) * 0.5
         scene.setSceneRect(rect.adjusted(-margin, -margin, margin, margin))
+        self.auto_fit = True
         self.fit_all()
 
     def set_results(self, hits: list[Hit], top: int = HIGHLIGHT_TOP) -> None:
@@ -203,14 +250,7 @@ class MapView(QGraphicsView):
             if item is None:
                 continue
             item.set_rank(hit.rank)
-            label = QGraphicsSimpleTextItem(str(hit.rank))
-            label.setBrush(QColor(255, 255, 255))
-            label.setPen(QPen(QColor(0, 0, 0), 0))
-            font = label.font()
-            font.setBold(True)
-            font.setPointSize(11)
-            label.setFont(font)
-            label.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations, True)
+            label = RankBadge(hit.rank)
             corner = item.polygon.boundingRect().topLeft()
             label.setPos(corner)
             label.setZValue(5000 - hit.rank)
@@ -224,12 +264,17 @@ class MapView(QGraphicsView):
 
     # --- navigation ------------------------------------------------------------------------
     def fit_all(self) -> None:
-        """Zoom to show every footprint."""
-        rect = self.scene().itemsBoundingRect()
-        if rect.isEmpty() and not self.items_by_id:
+        """Zoom to show every footprint (rank labels, drawn at screen size, do not count)."""
+        rect = self._tiles_rect
+        if not self.items_by_id or rect.isNull():
             return
         pad = max(rect.width(), rect.height(), 1e-4) * 0.05
         self.fitInView(rect.adjusted(-pad, -pad, pad, pad), Qt.AspectRatioMode.KeepAspectRatio)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        if self.auto_fit:
+            self.fit_all()
 
     def centre_on_tile(self, tile_id: int, zoom: bool = True) -> bool:
         """Select and centre a tile; with ``zoom``, zoom so its footprint fills about a third of the view.
@@ -246,6 +291,7 @@ class MapView(QGraphicsView):
         found.set_selected_tile(True)
         rect = found.polygon.boundingRect()
         if zoom:
+            self.auto_fit = False
             grow = max(rect.width(), rect.height())
             self.fitInView(rect.adjusted(-grow, -grow, grow, grow), Qt.AspectRatioMode.KeepAspectRatio)
         self.centerOn(rect.center())
@@ -253,6 +299,7 @@ class MapView(QGraphicsView):
 
     def zoom_by(self, factor: float) -> None:
         """Zoom about the view centre."""
+        self.auto_fit = False
         anchor = self.transformationAnchor()
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
         self.scale(factor, factor)
@@ -265,6 +312,7 @@ class MapView(QGraphicsView):
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
         steps = event.angleDelta().y() / 120.0
         if steps:
+            self.auto_fit = False
             factor = 1.25 ** steps
             if 1e-3 < self.scale_factor() * factor < 1e9:
                 self.scale(factor, factor)
@@ -286,6 +334,7 @@ class MapView(QGraphicsView):
         moved = (event.position() - self._press).manhattanLength()
         self._press = None
         if moved > 4:
+            self.auto_fit = False
             return  # a drag, not a click
         for item in self.items(event.position().toPoint()):
             if isinstance(item, TileItem):
@@ -316,7 +365,7 @@ class MapPanel(QWidget):
 
         buttons = QHBoxLayout()
         for text, slot in (("Zoom in", lambda: self.view.zoom_by(1.5)), ("Zoom out", lambda: self.view.zoom_by(1 / 1.5)),
-                           ("Show all", self.view.fit_all)):
+                           ("Show all", self.show_all)):
             button = QPushButton(text)
             button.clicked.connect(slot)
             buttons.addWidget(button)
@@ -341,10 +390,16 @@ class MapPanel(QWidget):
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(left)
         splitter.addWidget(right)
-        splitter.setStretchFactor(0, 4)
+        splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
+        splitter.setSizes([1000, 400])
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
+
+    def show_all(self) -> None:
+        """Fit every footprint, and keep fitting on resize."""
+        self.view.auto_fit = True
+        self.view.fit_all()
 
     @staticmethod
     def _legend_html() -> str:

@@ -199,7 +199,8 @@ class ResultDelegate(QStyledItemDelegate):
         painter.setFont(font)
         painter.setPen(QColor(200, 200, 200))
         painter.drawText(name_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop,
-                         painter.fontMetrics().elidedText(hit.tile.name, Qt.TextElideMode.ElideMiddle, name_rect.width()))
+                         painter.fontMetrics().elidedText(hit.tile.short_name, Qt.TextElideMode.ElideMiddle,
+                                                          name_rect.width()))
         painter.restore()
 
 
@@ -301,7 +302,10 @@ class SearchPanel(QWidget):
         self.model_banner.hide()
 
         side = QVBoxLayout()
-        side.addWidget(self.meter)
+        meter_row = QHBoxLayout()
+        meter_row.addWidget(QLabel("Input level"))
+        meter_row.addWidget(self.meter, 1)
+        side.addLayout(meter_row)
         side.addWidget(self.message)
         buttons = QHBoxLayout()
         buttons.addWidget(self.open_button)

@@ -32,7 +32,8 @@ def detected_compute() -> str:
         names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
         return f"Detected: CUDA {torch.version.cuda} with {names}"
     threads = torch.get_num_threads()
-    return f"Detected: no CUDA GPU; CPU with {threads} threads (torch {torch.__version__})"
+    return (f"Detected: no CUDA GPU; CPU, torch {torch.__version__} computing on {threads} "
+            f"thread{'s' if threads != 1 else ''}")
 
 
 def _path_row(edit: QLineEdit, browse: QPushButton) -> QHBoxLayout:
@@ -109,11 +110,17 @@ class SettingsPanel(QWidget):
         files_form.addRow("", self.weights_status)
         files_form.addRow("Active model:", _path_row(self.model, browse_model))
 
-        layout = QVBoxLayout(self)
-        layout.addWidget(compute)
-        layout.addWidget(audio)
-        layout.addWidget(files)
-        layout.addStretch(1)
+        column = QWidget()
+        column.setMaximumWidth(1100)
+        column_layout = QVBoxLayout(column)
+        column_layout.setContentsMargins(0, 0, 0, 0)
+        column_layout.addWidget(compute)
+        column_layout.addWidget(audio)
+        column_layout.addWidget(files)
+        column_layout.addStretch(1)
+        layout = QHBoxLayout(self)
+        layout.addWidget(column, 1)
+        layout.addStretch(0)
         self.refresh_devices()
         self._update_weights_status()
 

@@ -30,8 +30,8 @@ from PySide6.QtGui import QColor, QImage
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -94,7 +94,8 @@ def supports_init_checkpoint() -> str | None:
 
 
 def fine_tune(manifest: Path, preset: str, epochs: int, out_dir: Path, base: Path | None, device: str, resume: bool,
-              backbone_weights: str | None, *, progress: Any, cancel: Any) -> Any:
+              backbone_weights: str | None, batch_size: int | None = None, lr: float | None = None,
+              log_every: int | None = None, *, progress: Any, cancel: Any) -> Any:
     """Run :func:`dvan.train.loop.train` for the Training tab (a plain job for :class:`app.worker.Worker`).
 
     The active model's architecture is kept; its weights are the starting point when dvan's
@@ -104,7 +105,11 @@ def fine_tune(manifest: Path, preset: str, epochs: int, out_dir: Path, base: Pat
     from dvan.train.config import make_train_config
     from dvan.train.loop import train
 
-    config = make_train_config(preset, epochs=epochs)
+    overrides: dict[str, Any] = {"epochs": epochs}
+    for key, value in (("batch_size", batch_size), ("lr", lr), ("log_every", log_every)):
+        if value is not None:
+            overrides[key] = value
+    config = make_train_config(preset, **overrides)
     kwargs: dict[str, Any] = {}
     if base is not None and base.is_file():
         model_config, _ = read_checkpoint_metadata(base)
@@ -173,6 +178,8 @@ class TrainingPanel(QWidget):
         row.addWidget(self.speak_button)
         self.table = QTableWidget(0, 5)
         self.table.setHorizontalHeaderLabels(["Image", "Label", "Split", "Captions", "Text"])
+        for column in range(4):
+            self.table.horizontalHeader().setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -190,6 +197,7 @@ class TrainingPanel(QWidget):
         image_box = QGroupBox("Selected image")
         self.preview = ImageLabel("Select an image of the collection.")
         self.caption_list = QListWidget()
+        self.caption_list.setWordWrap(True)
         self.caption_list.itemClicked.connect(self._play_caption)
         self.record_text = QLineEdit()
         self.record_text.setPlaceholderText("what you will say (optional, stored as the caption's text)")
@@ -214,6 +222,14 @@ class TrainingPanel(QWidget):
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 500)
         self.epochs.setValue(10)
+        self.batch = QSpinBox()
+        self.batch.setRange(2, 1024)
+        self.batch.setValue(32)
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(6)
+        self.lr.setRange(1e-6, 1e-1)
+        self.lr.setSingleStep(1e-5)
+        self.lr.setValue(1e-4)
         self.start_button = QPushButton("Start")
         self.resume_button = QPushButton("Resume")
         self.start_button.clicked.connect(lambda: self.start_training(resume=False))
@@ -223,9 +239,12 @@ class TrainingPanel(QWidget):
         self.run_label = QLabel("")
         self.run_label.setWordWrap(True)
         self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        form = QFormLayout()
-        form.addRow("Recipe:", self.preset)
-        form.addRow("Epochs (at most):", self.epochs)
+        form = QHBoxLayout()
+        for label, widget in (("Recipe:", self.preset), ("Epochs (at most):", self.epochs),
+                              ("Batch:", self.batch), ("Learning rate:", self.lr)):
+            form.addWidget(QLabel(label))
+            form.addWidget(widget)
+        form.addStretch(1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.resume_button)
@@ -248,6 +267,8 @@ class TrainingPanel(QWidget):
         self.compare_table.setHorizontalHeaderLabels(["Current model", "New model"])
         self.compare_table.setVerticalHeaderLabels([label for _, label in METRICS])
         self.compare_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.compare_table.horizontalHeader().setMinimumSectionSize(90)
+        self.compare_table.setMinimumWidth(440)
         self.compare_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.compare_note = QLabel("Validation numbers appear here when a run has a model.")
         self.compare_note.setWordWrap(True)
@@ -280,6 +301,7 @@ class TrainingPanel(QWidget):
         bottom.addWidget(compare)
         bottom.setStretchFactor(0, 3)
         bottom.setStretchFactor(1, 2)
+        bottom.setSizes([860, 540])
         outer = QSplitter(Qt.Orientation.Vertical)
         outer.addWidget(top)
         outer.addWidget(bottom)
@@ -498,8 +520,12 @@ class TrainingPanel(QWidget):
         base = self.backend.model_status().path
         self.new_checkpoint, self.new_val = None, None
         self.activate_button.setEnabled(False)
+        batch = int(self.batch.value())
+        train_captions = sum(len(i.audio) for i in self.images if i.split == "train")
+        log_every = max(1, -(-train_captions // batch) // 10)
         worker = Worker(fine_tune, self.manifest, str(self.preset.currentData()), int(epochs or self.epochs.value()),
-                        self.run_dir, base, self.backend.device, resume, self.settings.backbone_weights)
+                        self.run_dir, base, self.backend.device, resume, self.settings.backbone_weights,
+                        batch, float(self.lr.value()), log_every)
         worker.signals.progress.connect(self._train_progress)
         worker.signals.finished.connect(self._trained)
         worker.signals.failed.connect(self._job_failed)

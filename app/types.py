@@ -45,6 +45,12 @@ class TileInfo:
         return f"{self.source.name} [{col},{row} {width}x{height}]"
 
     @property
+    def short_name(self) -> str:
+        """File and the window's pixel offset (for small labels)."""
+        col, row, _, _ = self.window
+        return f"{self.source.name} @ {col},{row}"
+
+    @property
     def centre(self) -> tuple[float, float] | None:
         """Mean of the footprint corners (lon, lat), or None."""
         if not self.lonlat_polygon:
