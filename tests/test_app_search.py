@@ -186,3 +186,18 @@ def test_untrained_model_never_shows_results(qtbot, world, tmp_path: Path) -> No
     qtbot.waitUntil(lambda: not panel.busy, timeout=30000)
     assert panel.model.rowCount() == 0
     assert "not marked as trained" in panel.message.text()
+
+
+def test_a_recording_searches_like_its_file_however_late_the_speech_starts(backend, world) -> None:
+    from app.backend import frame_recording
+
+    samples, rate = sf.read(world["query_stripes"], dtype="float32")
+    from_file = backend.search_file(world["query_stripes"])
+    for lead in (0, 37, 1234):  # zeros a device delivered before the signal
+        recorded = np.concatenate([np.zeros(lead, dtype=np.float32), samples, np.zeros(500, dtype=np.float32)])
+        outcome = backend.search_waveform(recorded, rate)
+        assert [h.tile.id for h in outcome.hits] == [h.tile.id for h in from_file.hits]
+        assert [h.probability for h in outcome.hits] == pytest.approx([h.probability for h in from_file.hits],
+                                                                       abs=1e-6)
+    framed = frame_recording(np.array([0, 0, 0.5, -0.5, 0], dtype=np.float32), 16000, 16000, 80)
+    assert framed.size == 2 * 4800 + 2 and framed[4800] == 0.5

@@ -31,7 +31,7 @@ QUERIES = {
 
 
 def speak(text: str, path: Path, voice: str = "en-us", rate: int = 16000, pad_s: float = 0.3) -> Path:
-    """Speak ``text`` with espeak-ng into a ``rate`` Hz mono 16-bit WAV with ``pad_s`` of quiet on both ends."""
+    """Speak ``text`` with espeak-ng into a ``rate`` Hz mono 16-bit WAV with ``pad_s`` of digital silence on both ends."""
     import soxr
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -42,6 +42,10 @@ def speak(text: str, path: Path, voice: str = "en-us", rate: int = 16000, pad_s:
         data = data.mean(axis=1)
     data = soxr.resample(data, source_rate, rate).astype(np.float32)
     data = 0.8 * data / max(1e-6, float(np.abs(data).max()))
+    # no exact zeros at the speech's ends: the padding alone is digital silence (a whole number of 5 ms frames)
+    pcm = np.round(data * 32767).astype(np.int16)
+    nonzero = np.flatnonzero(pcm)
+    data = pcm[nonzero[0]: nonzero[-1] + 1].astype(np.float32) / 32767
     pad = np.zeros(int(pad_s * rate), dtype=np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, np.concatenate([pad, data, pad]), rate, subtype="PCM_16")
