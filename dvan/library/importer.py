@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -227,7 +229,31 @@ class _Pending:
     tile: NewTile
 
 
+@dataclass
+class _Read:
+    """What the reader thread found: kind is "open", "tile", "nodata", "fail", "end", "done" or "crash"."""
+
+    kind: str
+    plan: _Plan | None = None
+    window: TileWindow | None = None
+    rgb: np.ndarray | None = None
+    tile: NewTile | None = None
+    raster: dict[str, object] | None = None
+    error: BaseException | None = None
+    remaining: int = 0
+
+
+#: Tiles the reader thread may hold ready ahead of the backbone, in batches.
+READ_AHEAD_BATCHES = 2
+
+
 class _Importer:
+    """Reads tiles in a background thread (GDAL and PIL release the GIL) while the backbone runs.
+
+    All library writes happen in the calling thread, in order; the reader only opens rasters,
+    reads windows and encodes thumbnails.
+    """
+
     def __init__(self, library: Library, bundle: ModelBundle | None, backbone: Backbone, batch_size: int,
                  progress: ProgressCallback, cancel: CancelToken | None, report: ImportReport, total: int,
                  started: float) -> None:
@@ -245,57 +271,64 @@ class _Importer:
         self.finished: dict[int, int] = {}
 
     def run(self, plans: list[_Plan]) -> None:
-        for plan in plans:
-            if self.cancel is not None:
-                self.cancel.raise_if_cancelled()
-            self._import_source(plan)
-        self._flush()
-
-    def _import_source(self, plan: _Plan) -> None:
-        todo = [w for w in plan.windows if w.as_tuple() not in plan.done]
+        reads: queue.Queue[_Read] = queue.Queue(maxsize=READ_AHEAD_BATCHES * self.batch_size)
+        stop = threading.Event()
+        reader = threading.Thread(target=_reader, args=(plans, reads, stop), name="dvan-import-reader", daemon=True)
+        reader.start()
+        skipped: dict[int, int] = {}
+        counts: dict[int, int] = {}
         try:
-            raster = open_raster(plan.path)
-        except ImageError as exc:
-            self._fail(plan, exc, len(todo))
-            return
-        with raster:
-            if plan.source_id is None:
-                plan.source_id = self.library.begin_source(plan.path, plan.size, plan.mtime_ns, plan.digest,
-                                                           plan.tile_size, plan.overlap, len(plan.windows),
-                                                           raster.describe())
-            skipped = 0
-            count = len(plan.done)
-            for number, window in enumerate(todo):
-                try:
-                    rgb, valid = raster.read_tile(window)
-                except ImageError as exc:
-                    self._fail(plan, exc, len(todo) - number)
-                    return
-                self.done += 1
-                if valid <= 0.0:
-                    skipped += 1
+            while True:
+                item = reads.get()
+                if item.kind == "done":
+                    break
+                if item.kind == "crash":
+                    assert item.error is not None
+                    raise item.error
+                plan = item.plan
+                assert plan is not None
+                if item.kind == "open":
+                    if self.cancel is not None:
+                        self.cancel.raise_if_cancelled()
+                    if plan.source_id is None:
+                        assert item.raster is not None
+                        plan.source_id = self.library.begin_source(plan.path, plan.size, plan.mtime_ns, plan.digest,
+                                                                   plan.tile_size, plan.overlap, len(plan.windows),
+                                                                   item.raster)
+                    skipped[id(plan)], counts[id(plan)] = 0, len(plan.done)
+                elif item.kind == "tile":
+                    assert item.tile is not None and item.window is not None and item.rgb is not None
+                    assert plan.source_id is not None
+                    self.done += 1
+                    counts[id(plan)] += 1
+                    item.tile.source_id = plan.source_id
+                    self.pending.append(_Pending(plan, item.window, item.rgb, item.tile))
+                    if len(self.pending) >= self.batch_size:
+                        self._flush()
+                elif item.kind == "nodata":
+                    self.done += 1
+                    skipped[id(plan)] += 1
                     self.report.nodata_skipped += 1
-                    continue
-                count += 1
-                self.pending.append(_Pending(plan, window, rgb, self._new_tile(plan, raster, window, rgb, valid)))
-                if len(self.pending) >= self.batch_size:
-                    self._flush()
-            assert plan.source_id is not None
-            self.finished[plan.source_id] = skipped
-            if plan.kind == "added":
-                self.report.added.append((plan.path, count))
-            elif plan.kind == "reindexed":
-                self.report.reindexed.append(plan.path)
-            else:
-                self.report.resumed.append(plan.path)
-
-    def _new_tile(self, plan: _Plan, raster: RasterSource, window: TileWindow, rgb: np.ndarray,
-                  valid: float) -> NewTile:
-        footprint = raster.footprint(window)
-        assert plan.source_id is not None
-        return NewTile(source_id=plan.source_id, window=window, pixel_size=raster.pixel_size, bounds=footprint.bounds,
-                       lonlat_bounds=footprint.lonlat_bounds, footprint=dumps_polygon(footprint.lonlat_polygon),
-                       valid_fraction=valid, thumbnail=encode_thumbnail(rgb))
+                elif item.kind == "fail":
+                    assert isinstance(item.error, ImageError)
+                    self._fail(plan, item.error, item.remaining)
+                elif item.kind == "end":
+                    assert plan.source_id is not None
+                    self.finished[plan.source_id] = skipped[id(plan)]
+                    if plan.kind == "added":
+                        self.report.added.append((plan.path, counts[id(plan)]))
+                    elif plan.kind == "reindexed":
+                        self.report.reindexed.append(plan.path)
+                    else:
+                        self.report.resumed.append(plan.path)
+            self._flush()
+        finally:
+            stop.set()
+            while reader.is_alive():  # unblock a reader waiting on a full queue
+                try:
+                    reads.get(timeout=0.05)
+                except queue.Empty:
+                    pass
 
     def _fail(self, plan: _Plan, exc: ImageError, remaining: int) -> None:
         self.report.failed.append((plan.path, _reason(exc, plan.path)))
@@ -323,3 +356,58 @@ class _Importer:
         if self.cancel is not None:
             self.cancel.raise_if_cancelled()
 
+
+
+def _put(reads: queue.Queue[_Read], stop: threading.Event, item: _Read) -> bool:
+    """Queue an item unless the import was stopped; returns whether it was queued."""
+    while not stop.is_set():
+        try:
+            reads.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _reader(plans: list[_Plan], reads: queue.Queue[_Read], stop: threading.Event) -> None:
+    """Reader thread: open each raster, read its windows, make thumbnails, in import order."""
+    try:
+        for plan in plans:
+            todo = [w for w in plan.windows if w.as_tuple() not in plan.done]
+            try:
+                raster = open_raster(plan.path)
+            except ImageError as exc:
+                if not _put(reads, stop, _Read("fail", plan, error=exc, remaining=len(todo))):
+                    return
+                continue
+            with raster:
+                if not _put(reads, stop, _Read("open", plan, raster=raster.describe())):
+                    return
+                failed = False
+                for number, window in enumerate(todo):
+                    try:
+                        rgb, valid = raster.read_tile(window)
+                    except ImageError as exc:
+                        failed = True
+                        if not _put(reads, stop, _Read("fail", plan, error=exc, remaining=len(todo) - number)):
+                            return
+                        break
+                    if valid <= 0.0:
+                        item = _Read("nodata", plan)
+                    else:
+                        item = _Read("tile", plan, window=window, rgb=rgb, tile=_new_tile(raster, window, rgb, valid))
+                    if not _put(reads, stop, item):
+                        return
+                if not failed and not _put(reads, stop, _Read("end", plan)):
+                    return
+        _put(reads, stop, _Read("done"))
+    except BaseException as exc:  # handed to the importing thread, which raises it
+        _put(reads, stop, _Read("crash", error=exc))
+
+
+def _new_tile(raster: RasterSource, window: TileWindow, rgb: np.ndarray, valid: float) -> NewTile:
+    """A tile record without its source id (set by the importing thread)."""
+    footprint = raster.footprint(window)
+    return NewTile(source_id=-1, window=window, pixel_size=raster.pixel_size, bounds=footprint.bounds,
+                   lonlat_bounds=footprint.lonlat_bounds, footprint=dumps_polygon(footprint.lonlat_polygon),
+                   valid_fraction=valid, thumbnail=encode_thumbnail(rgb))
