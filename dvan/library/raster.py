@@ -125,6 +125,7 @@ class RasterSource:
         rgb_bands: 1-based bands shown as red, green, blue (one band repeated for grey).
         stretch: per shown band (low, high) of the 2-98 % stretch, or None for 8-bit data.
         palette: (256, 3) uint8 colour table of a palette band, or None.
+        all_valid: no nodata value, alpha or mask band: every pixel is valid (NaN aside).
     """
 
     path: Path
@@ -137,6 +138,7 @@ class RasterSource:
     rgb_bands: tuple[int, int, int]
     stretch: list[tuple[float, float]] | None = None
     palette: np.ndarray | None = None
+    all_valid: bool = False
     _dataset: Any = field(default=None, repr=False)
 
     @property
@@ -185,7 +187,10 @@ class RasterSource:
         win = Window(window.col_off, window.row_off, window.width, window.height)  # type: ignore[call-arg]
         try:
             data = self._dataset.read(list(dict.fromkeys(self.rgb_bands)), window=win)
-            mask = self._dataset.dataset_mask(window=win) > 0
+            if self.all_valid:  # no nodata, alpha or mask band: GDAL's mask would be all 255
+                mask = np.ones(data.shape[1:], dtype=bool)
+            else:
+                mask = self._dataset.dataset_mask(window=win) > 0
         except (RasterioError, ValueError) as exc:
             raise ImageError(f"{self.path}: damaged raster, cannot read pixels {window.as_tuple()} "
                              f"({_short(exc)})") from exc
@@ -322,9 +327,10 @@ def open_raster(path: str | Path) -> RasterSource:
         if dataset.crs is None and dataset.transform.is_identity:
             transform = None
         dtype = str(dataset.dtypes[rgb[0] - 1])
+        all_valid = all(list(flags) == [MaskFlags.all_valid] for flags in dataset.mask_flag_enums)
         source = RasterSource(path=path, width=dataset.width, height=dataset.height, count=dataset.count,
                               dtype=dtype, crs=_crs_string(dataset.crs), transform=transform, rgb_bands=rgb,
-                              palette=palette, _dataset=dataset)
+                              palette=palette, all_valid=all_valid, _dataset=dataset)
         if dtype != "uint8" and palette is None:
             scale = min(1.0, STRETCH_SAMPLE_SIZE / max(dataset.width, dataset.height))
             shape = (max(1, round(dataset.height * scale)), max(1, round(dataset.width * scale)))
