@@ -10,12 +10,16 @@ half), so they are read at half the memory traffic.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange
 from numba.core import types
 from numba.extending import intrinsic
 
+#: Cache compiled kernels next to this file (numba needs the .py file; frozen bundles compile once per run).
+_CACHE = os.path.isfile(__file__)
 _CLAMP = np.float32(7.90531110763549805)
 _ALPHA = (np.float32(-2.76076847742355e-16), np.float32(2.00018790482477e-13), np.float32(-8.60467152213735e-11),
           np.float32(5.12229709037114e-08), np.float32(1.48572235717979e-05), np.float32(6.37261928875436e-04),
@@ -30,7 +34,7 @@ _BLOCK = 32
 _HALF_SCALE = np.float32(2.0 ** 112)
 
 
-@njit(fastmath=True, inline="always", cache=True)
+@njit(fastmath=True, inline="always", cache=_CACHE)
 def _tanh(x):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     x = min(max(x, -_CLAMP), _CLAMP)
     x2 = x * x
@@ -47,7 +51,7 @@ def _tanh(x):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     return p / q
 
 
-@njit(fastmath=True, parallel=True, cache=True)
+@njit(fastmath=True, parallel=True, cache=_CACHE)
 def logits_f32(gallery, rows, query, direction, offset, out):  # type: ignore[no-untyped-def]  # pragma: no cover
     """out[j] = direction . tanh(gallery[rows[j]] + query) + offset, float32 gallery."""
     d = gallery.shape[1]
@@ -83,7 +87,7 @@ def _half_to_float(typingctx, bits):  # type: ignore[no-untyped-def]  # pragma: 
     return signature, codegen
 
 
-@njit(fastmath=True, parallel=True, cache=True)
+@njit(fastmath=True, parallel=True, cache=_CACHE)
 def logits_f16(gallery_bits, rows, query, direction, offset, out):  # type: ignore[no-untyped-def]  # pragma: no cover
     """As logits_f32 for a float16 gallery passed as its uint16 bit patterns (needs F16C)."""
     d = gallery_bits.shape[1]
@@ -95,7 +99,7 @@ def logits_f16(gallery_bits, rows, query, direction, offset, out):  # type: igno
         out[j] = acc + offset
 
 
-@njit(fastmath=True, parallel=True, cache=True)
+@njit(fastmath=True, parallel=True, cache=_CACHE)
 def logits_f16_bits(gallery_bits, rows, query, direction, offset, out):  # type: ignore[no-untyped-def]  # pragma: no cover
     """As logits_f16, widening halves with integer bit operations (any CPU)."""
     d = gallery_bits.shape[1]
