@@ -4,4 +4,6 @@ import sys
 
 from app.main import main
 
-sys.exit(main())
+# guarded: the app's job processes (multiprocessing, spawn) import the main module again
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from app.types import CaptionHit, FileReport, Hit, ImportReport, ModelStatus, SearchOutcome, TileInfo
+from app.types import CaptionHit, Hit, ImportReport, ModelStatus, SearchOutcome, TileInfo
 from dvan.errors import CheckpointError, LibraryError
 from dvan.progress import CancelToken, ProgressCallback, no_progress
 
@@ -171,24 +171,29 @@ class Backend:
             raise LibraryError("no library is open; create or open one in the Library tab")
         return self.library
 
+    def reload(self) -> None:
+        """Forget cached tiles and the search engine (another process changed the library)."""
+        with self._bundle_lock:
+            self._tiles = None
+            self._engine = None
+
+    def job_settings(self) -> tuple[str | None, str, str | None]:
+        """(model checkpoint or None for the default, device, backbone weights) for :mod:`app.jobs`."""
+        return (str(self.model_path) if self.model_path else None, self.device,
+                str(self.backbone_weights) if self.backbone_weights else None)
+
     def import_paths(self, paths: Sequence[str | Path], *, progress: ProgressCallback = no_progress,
                      cancel: CancelToken | None = None) -> ImportReport:
-        """Import files and folders into the open library (tiles, features and the model's projections)."""
-        from dvan.errors import Cancelled
-        from dvan.library.importer import import_paths
+        """Import files and folders into the open library in this process (the Library tab uses a child process)."""
+        from app.jobs import import_job
 
         library = self._require_library()
-        started = time.perf_counter()
-        bundle = self._trained_bundle_or_none()
+        model, device, weights = self.job_settings()
         try:
-            result = import_paths(library, list(paths), bundle=bundle, progress=progress, cancel=cancel)
-        except Cancelled:
-            self._tiles = None
-            report = ImportReport(seconds=time.perf_counter() - started, cancelled=True)
-            report.tiles = len(self.tiles(refresh=True))
-            return report
-        self._tiles = None
-        return _convert_report(result)
+            return import_job(library.path, [str(p) for p in paths], model, device, weights, progress=progress,
+                              cancel=cancel)
+        finally:
+            self.reload()
 
     # -- model ---------------------------------------------------------------------------------
     def model_checkpoint(self) -> Path:
@@ -286,17 +291,24 @@ class Backend:
             return False
         return bool(self.engine().needs_projection)
 
-    def reproject(self, *, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> bool:
-        """Compute the library's gallery and caption projections for the active model; True when it did."""
-        return bool(self.engine().prepare(progress, cancel))
-
     def warm_up(self) -> None:
-        """Load the model and run the audio front end once, so the first spoken query is answered fast."""
-        engine = self.engine()
-        rate = int(engine.bundle.config.audio.sample_rate)
+        """Load the model and run its audio front end and image backbone once (on a worker, at start).
+
+        The first spoken query is then answered fast, and an import does not start with the
+        backbone's first call, which holds the GIL for a few hundred milliseconds (measured) and
+        would stall the GUI.
+        """
+        bundle = self.trained_bundle()
+        bundle.backbone.features([np.zeros((64, 64, 3), dtype=np.uint8)])
+        rate = int(bundle.config.audio.sample_rate)
         t = np.arange(rate) / rate
         tone = (0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t) ** 2).astype(np.float32)
-        engine.encode_recording(tone, rate)
+        if self.library is not None:
+            self.engine().encode_recording(tone, rate)
+        else:
+            from dvan.audio.features import recording_features
+
+            recording_features(tone, rate, bundle.config.audio)
 
     # -- search --------------------------------------------------------------------------------
     def search_waveform(self, samples: np.ndarray, rate: int, source: str = "microphone",
@@ -343,18 +355,3 @@ class Backend:
 def _caption_hits(ranked: Sequence[Any]) -> list[CaptionHit]:
     return [CaptionHit(rank=h.rank, probability=float(h.probability), audio=Path(h.caption.audio), text=h.caption.text,
                        key=str(h.caption.id)) for h in ranked]
-
-
-def _convert_report(result: Any) -> ImportReport:
-    files: list[FileReport] = []
-    for path, tiles in result.added:
-        files.append(FileReport(Path(path), "imported", int(tiles), "new file"))
-    for path in result.reindexed:
-        files.append(FileReport(Path(path), "imported", 0, "changed since the last import: re-indexed"))
-    for path in result.resumed:
-        files.append(FileReport(Path(path), "imported", 0, "interrupted import completed"))
-    for path in result.unchanged:
-        files.append(FileReport(Path(path), "skipped", 0, "already in the library, unchanged"))
-    for path, reason in result.failed:
-        files.append(FileReport(Path(path), "failed", 0, str(reason)))
-    return ImportReport(files=files, tiles=int(result.tiles), seconds=float(result.seconds))

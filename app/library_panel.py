@@ -215,7 +215,11 @@ class LibraryPanel(QWidget):
         self.last_rate = 0.0
         self.table.setRowCount(0)
         self.job.set_running(f"importing {len(paths)} path(s)…")
-        worker = Worker(self.backend.import_paths, [str(p) for p in paths])
+        from app.jobs import import_job
+
+        model, device, weights = self.backend.job_settings()
+        worker = Worker(import_job, str(self.backend.library_path), [str(p) for p in paths], model, device, weights,
+                        process=True)
         worker.signals.progress.connect(self._progress)
         worker.signals.finished.connect(self._finished)
         worker.signals.failed.connect(self._failed)
@@ -273,6 +277,7 @@ class LibraryPanel(QWidget):
         self.say("Import cancelled; the tiles committed so far stay (add the same files again to complete it).")
 
     def _done(self) -> None:
+        self.backend.reload()
         self.busy_changed.emit(False)
         self.refresh()
         self.library_changed.emit()

@@ -188,19 +188,17 @@ class MainWindow(QMainWindow):
     # --- demo ------------------------------------------------------------------------------
     def open_demo(self, path: str | Path | None = None) -> Worker:
         """Build the demo library on first use (progress in the status bar), then open it."""
-        from dvan.library.demo import demo_library_path, ensure_demo_library
+        from app.jobs import demo_job
+        from dvan.library.demo import demo_library_path
 
         target = Path(path) if path else demo_library_path()
-        bundle = None
-        try:
-            bundle = self.backend.trained_bundle()
-        except DvanError:
-            bundle = None  # backbone features only; projections are computed once a trained model is active
+        model, device, _ = self.backend.job_settings()
+        # without a trained model only backbone features are stored; projections follow once one is active
         self.job_bar.setRange(0, 0)
         self.job_bar.show()
         self.job_cancel.show()
         self.show_message(f"Preparing the demo library in {target}…")
-        worker = Worker(ensure_demo_library, target, bundle)
+        worker = Worker(demo_job, str(target), model, device, process=True)
         worker.signals.progress.connect(self._prepare_progress)
         worker.signals.finished.connect(lambda folder: self._demo_ready(Path(folder)))
         worker.signals.failed.connect(lambda exc: self._prepare_done(f"The demo library cannot be built: {exc}"))
@@ -235,7 +233,10 @@ class MainWindow(QMainWindow):
         self.job_bar.show()
         self.job_cancel.show()
         self.show_message("Computing the library's projections for the active model…")
-        worker = Worker(self.backend.reproject)
+        from app.jobs import reproject_job
+
+        model, device, weights = self.backend.job_settings()
+        worker = Worker(reproject_job, str(self.backend.library_path), model, device, weights, process=True)
         worker.signals.progress.connect(self._prepare_progress)
         worker.signals.finished.connect(lambda _: self._prepare_done("Projections up to date for the active model."))
         worker.signals.failed.connect(lambda exc: self._prepare_done(f"Projections failed: {exc}"))
@@ -246,7 +247,7 @@ class MainWindow(QMainWindow):
 
     def warm_up(self) -> Worker | None:
         """Load the model and the audio front end in the background (the first query is then fast)."""
-        if self.backend.library is None or not self.backend.model_status().trained:
+        if not self.backend.model_status().trained:
             return None
         if self.warm_worker is not None and self.warm_worker.running:
             return self.warm_worker
@@ -262,6 +263,7 @@ class MainWindow(QMainWindow):
             self.job_bar.setFormat(f"{report.stage} %p%")
 
     def _prepare_done(self, text: str) -> None:
+        self.backend.reload()
         self.warm_up()
         self.job_bar.hide()
         self.job_cancel.hide()
@@ -298,4 +300,7 @@ class MainWindow(QMainWindow):
             if worker is not None and worker.running:
                 worker.cancel()
         QApplication.instance().removeEventFilter(self)  # type: ignore[union-attr]
+        from app.worker import shutdown_job_servers
+
+        shutdown_job_servers()
         super().closeEvent(event)

@@ -16,9 +16,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import inspect
 import shutil
 import time
 from pathlib import Path
@@ -60,6 +58,7 @@ from app.collection import (
     next_caption_path,
     read_training_log,
 )
+from app.jobs import evaluate_val, fine_tune, init_parameter
 from app.settings import AppSettings
 from app.widgets import ImageLabel, JobBar, microphone_icon
 from app.worker import Worker
@@ -83,49 +82,6 @@ def app_data_dir() -> Path:
     path = Path(base or Path.home() / ".local" / "share" / "dvan-app")
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def supports_init_checkpoint() -> str | None:
-    """Name of dvan.train.loop.train's parameter that starts from a checkpoint's weights, if it has one."""
-    from dvan.train.loop import train
-
-    names = inspect.signature(train).parameters
-    return next((n for n in ("init_checkpoint", "init_from", "initial_checkpoint", "checkpoint") if n in names), None)
-
-
-def fine_tune(manifest: Path, preset: str, epochs: int, out_dir: Path, base: Path | None, device: str, resume: bool,
-              backbone_weights: str | None, batch_size: int | None = None, lr: float | None = None,
-              log_every: int | None = None, *, progress: Any, cancel: Any) -> Any:
-    """Run :func:`dvan.train.loop.train` for the Training tab (a plain job for :class:`app.worker.Worker`).
-
-    The active model's architecture is kept; its weights are the starting point when dvan's
-    trainer can start from a checkpoint.
-    """
-    from dvan.model.checkpoint import read_checkpoint_metadata
-    from dvan.train.config import make_train_config
-    from dvan.train.loop import train
-
-    overrides: dict[str, Any] = {"epochs": epochs}
-    for key, value in (("batch_size", batch_size), ("lr", lr), ("log_every", log_every)):
-        if value is not None:
-            overrides[key] = value
-    config = make_train_config(preset, **overrides)
-    kwargs: dict[str, Any] = {}
-    if base is not None and base.is_file():
-        model_config, _ = read_checkpoint_metadata(base)
-        config = dataclasses.replace(config, model=model_config)
-        parameter = supports_init_checkpoint()
-        if parameter is not None:
-            kwargs[parameter] = base
-    return train(manifest, config, out_dir, progress=progress, cancel=cancel, device=device, resume=resume,
-                 backbone_weights=backbone_weights or None, **kwargs)
-
-
-def evaluate_val(checkpoint: Path, manifest: Path, device: str, *, progress: Any, cancel: Any) -> dict[str, Any]:
-    """Validation summary of a checkpoint on a manifest's val split."""
-    from dvan.eval.evaluate import evaluate, summary
-
-    return dict(summary(evaluate(checkpoint, manifest, split="val", device=device, progress=progress, cancel=cancel)))
 
 
 class TrainingPanel(QWidget):
@@ -525,7 +481,7 @@ class TrainingPanel(QWidget):
         log_every = max(1, -(-train_captions // batch) // 10)
         worker = Worker(fine_tune, self.manifest, str(self.preset.currentData()), int(epochs or self.epochs.value()),
                         self.run_dir, base, self.backend.device, resume, self.settings.backbone_weights,
-                        batch, float(self.lr.value()), log_every)
+                        batch, float(self.lr.value()), log_every, process=True)
         worker.signals.progress.connect(self._train_progress)
         worker.signals.finished.connect(self._trained)
         worker.signals.failed.connect(self._job_failed)
@@ -533,7 +489,7 @@ class TrainingPanel(QWidget):
                                                                 "press Resume to continue"))
         self._train_started = time.perf_counter()
         self.job.set_running("preparing features…")
-        note = "" if supports_init_checkpoint() or base is None else \
+        note = "" if init_parameter() or base is None else \
             " (dvan's trainer cannot start from a checkpoint yet: the active model's architecture is trained afresh)"
         self.run_label.setText(f"Run folder: {self.run_dir}{note}")
         self.worker = worker.start()
@@ -598,7 +554,7 @@ class TrainingPanel(QWidget):
             self.show_comparison()
             return None
         self.compare_note.setText("Evaluating the current model on the same validation split…")
-        worker = Worker(evaluate_val, status.path, self.manifest, self.backend.device)
+        worker = Worker(evaluate_val, status.path, self.manifest, self.backend.device, process=True)
         worker.signals.finished.connect(self._current_evaluated)
         worker.signals.failed.connect(lambda exc: self.compare_note.setText(f"Current model not evaluated: {exc}"))
         self.eval_worker = worker.start()

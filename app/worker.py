@@ -14,6 +14,13 @@ what happens into Qt signals of ``worker.signals``, always emitted on the GUI th
 
 Exactly one of finished/failed/cancelled is emitted, then ``done()``.
 
+With ``process=True`` the job runs in a job-server process (``multiprocessing``, spawn;
+:mod:`app._child`): its Python work then never competes with the GUI for the GIL. The job and its
+arguments must pickle (plain functions of :mod:`app.jobs` with paths and settings); progress, the
+result or the error come back through a pipe, and :meth:`Worker.cancel` sets an event the job's
+cancel token reads. Idle servers are kept and reused, so only the first job pays for starting
+Python, torch and the models.
+
 The job's thread never touches Qt. It puts its events on a thread-safe queue, and a timer in the
 GUI thread (:class:`_Dispatcher`, every ``POLL_MS`` while jobs run) takes them off and emits the
 signals. Reason: with PySide6 6.12, emitting any signal from a non-GUI thread (a ``threading``
@@ -93,6 +100,65 @@ class _Dispatcher(QObject):
 _DISPATCHER: _Dispatcher | None = None
 
 
+class _JobServer:
+    """A child process that runs jobs one at a time (see :mod:`app._child`)."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        from app._child import serve
+
+        context = multiprocessing.get_context("spawn")
+        self.event = context.Event()
+        self.conn, child_conn = context.Pipe(duplex=True)
+        self.process = context.Process(target=serve, args=(child_conn, self.event), daemon=True,
+                                       name="dvan-job-server")
+        self.process.start()
+        child_conn.close()
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+_IDLE_SERVERS: list[_JobServer] = []
+_SERVERS_LOCK = threading.Lock()
+
+
+def _take_server() -> _JobServer:
+    with _SERVERS_LOCK:
+        while _IDLE_SERVERS:
+            server = _IDLE_SERVERS.pop()
+            if server.alive():
+                return server
+    return _JobServer()
+
+
+def _give_back(server: _JobServer) -> None:
+    if server.alive():
+        with _SERVERS_LOCK:
+            _IDLE_SERVERS.append(server)
+
+
+def shutdown_job_servers() -> None:
+    """Stop the idle job servers (at exit; busy ones end with the app, they are daemons)."""
+    with _SERVERS_LOCK:
+        servers = list(_IDLE_SERVERS)
+        _IDLE_SERVERS.clear()
+    for server in servers:
+        server.stop()
+
+
 def _dispatcher() -> _Dispatcher:
     global _DISPATCHER
     if _DISPATCHER is None:
@@ -110,18 +176,22 @@ class Worker:
             ``plain`` is true.
         *args: positional arguments of ``fn``.
         plain: call ``fn(*args, **kwargs)`` without progress and cancel (short jobs).
+        process: run the job in a child process (it must pickle; see the module docstring).
         min_interval_s: least time between two forwarded progress reports.
         **kwargs: keyword arguments of ``fn``.
     """
 
-    def __init__(self, fn: Callable[..., Any], *args: Any, plain: bool = False, min_interval_s: float = 0.05,
-                 **kwargs: Any) -> None:
+    def __init__(self, fn: Callable[..., Any], *args: Any, plain: bool = False, process: bool = False,
+                 min_interval_s: float = 0.05, **kwargs: Any) -> None:
         self.signals = WorkerSignals()
         self.token = CancelToken()
         self._fn = fn
         self._args = args
         self._kwargs = kwargs
         self._plain = plain
+        self._process = process
+        self._server: _JobServer | None = None
+        self._server_lock = threading.Lock()
         self._interval = min_interval_s
         self._last_emit = 0.0
         self._last_stage = ""
@@ -138,14 +208,17 @@ class Worker:
         self._events = dispatcher.events
         self.running = True
         dispatcher.add(self)
-        self.thread = threading.Thread(target=self._run, name=f"dvan-{getattr(self._fn, '__name__', 'job')}",
-                                       daemon=True)
+        target = self._relay if self._process else self._run
+        self.thread = threading.Thread(target=target, name=f"dvan-{getattr(self._fn, '__name__', 'job')}", daemon=True)
         self.thread.start()
         return self
 
     def cancel(self) -> None:
         """Ask the job to stop at its next cancellation check."""
         self.token.cancel()
+        with self._server_lock:
+            if self._server is not None:
+                self._server.event.set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job's thread ends (its signals still need the event loop); True when it has."""
@@ -183,6 +256,47 @@ class Worker:
             self.result = result
             self._post("finished", result)
         finally:
+            self._post("done")
+
+
+    def _relay(self) -> None:
+        """Run the job on a job server and pass its messages on (a thread of the GUI process; it only waits)."""
+        server: _JobServer | None = None
+        finished = False
+        try:
+            server = _take_server()
+            server.event.clear()
+            with self._server_lock:
+                self._server = server
+                if self.token.cancelled:
+                    server.event.set()
+            server.conn.send((self._fn, self._args, self._kwargs, self._interval))
+            while True:
+                if not server.conn.poll(0.5):
+                    if not server.alive():
+                        raise RuntimeError(f"the job's process ended unexpectedly (exit code {server.process.exitcode});"
+                                           " see the terminal for its output")
+                    continue
+                kind, payload = server.conn.recv()
+                if kind == "finished":
+                    self.result = payload
+                elif kind == "failed":
+                    self.error = payload
+                self._post(kind, payload)
+                if kind != "progress":
+                    finished = True
+                    break
+        except BaseException as exc:  # noqa: BLE001 - the job could not run or its process died
+            self.error = exc
+            self._post("failed", exc)
+        finally:
+            with self._server_lock:
+                self._server = None
+            if server is not None:
+                if finished:
+                    _give_back(server)
+                else:
+                    server.stop()
             self._post("done")
 
 

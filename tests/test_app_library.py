@@ -23,6 +23,7 @@ def make_panel(qtbot, world, tmp_path: Path):
 
     reserve_gui_core()  # as app.main does
     backend = Backend(device="cpu", model_path=world["model"])
+    backend.warm_up()  # as the main window does at start
     panel = LibraryPanel(backend, make_settings(tmp_path))  # type: ignore[arg-type]
     qtbot.addWidget(panel)
     panel.resize(1100, 700)
@@ -113,7 +114,7 @@ def test_cancel_keeps_committed_tiles_and_a_second_import_completes(qtbot, world
     panel.create_library(tmp_path / "lib")
     worker = panel.add_paths([world["manifest"].parent / "images", world["rasters"]])
     assert worker is not None
-    worker.signals.progress.connect(lambda report: panel.cancel() if report.done >= 1 else None)
+    worker.signals.progress.connect(lambda report: panel.cancel())  # at the first report, before any commit
     with qtbot.waitSignal(panel.busy_changed, timeout=120000):
         pass
     assert panel.report is not None and panel.report.cancelled
