@@ -162,3 +162,31 @@ def test_augmentations_keep_shapes() -> None:
     np.testing.assert_array_equal(time_stretch(grid, 1.0), grid)
     masked = spec_augment(grid, AugmentConfig(time_masks=2, time_mask_frames=10, freq_masks=2, freq_mask_rows=3), rng)
     assert masked.shape == grid.shape and (masked == 0).any() and not (grid == 0).any()
+
+
+def test_cropped_grid_batches_match_the_front_end(tiny: dict[str, Path]) -> None:
+    import torch
+
+    from dvan.audio.features import AudioFrontEnd
+    from dvan.model.dvan import DVAN
+    from dvan.train.config import dvan_plus_audio
+    from dvan.train.data import batch_input
+
+    config = replace(make_train_config("dvan-plus").model, audio=dvan_plus_audio("mfcc_stack"))
+    audio = sorted((tiny["manifest"].parent / "audio").glob("*.wav"))[:5]
+    cache = FeatureCache(tiny["cache"])
+    results, errors = cache.audio_features(audio, [config.audio])
+    assert not errors
+    frontend = AudioFrontEnd(config.audio)
+    full = frontend(list(audio))
+    cropped = batch_input([g for g in results[0] if g is not None], config.audio)
+    assert cropped.shape[-1] < full.shape[-1] == config.audio.max_frames
+    torch.manual_seed(0)
+    model = DVAN(config).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.query_projection(cropped), model.query_projection(full), atol=1e-5, rtol=1e-5)
+    # the cache key follows every setting that shapes the grid, but not the layout
+    from dvan.train.cache import audio_config_key
+
+    assert audio_config_key(config.audio) == audio_config_key(replace(config.audio, layout="flat"))
+    assert audio_config_key(config.audio) != audio_config_key(replace(config.audio, hop_length=160))

@@ -101,20 +101,20 @@ def load_split(entries: Sequence[ManifestEntry], split: str, model_config: Model
     )
 
 
-def batch_input(grids: Sequence[np.ndarray], config: AudioConfig) -> torch.Tensor:
+def batch_input(grids: Sequence[np.ndarray], config: AudioConfig, margin: int = GRID_MARGIN) -> torch.Tensor:
     """The audio branch's input for valid-frame grids.
 
     The flat layout is exactly the front end's (:func:`dvan.audio.features.to_model_input`); the
-    grid layout is cut to the longest caption plus :data:`GRID_MARGIN` frames instead of
-    ``max_frames``, which changes nothing for the tconv branch in eval mode and saves most of its
-    work.
+    grid layout is cut to the longest caption plus ``margin`` frames (rounded up to a multiple of
+    8) instead of ``max_frames``. With the default margin that changes nothing for the tconv
+    branch in eval mode and saves most of its work; training uses no margin.
     """
     if config.layout == "flat":
         from dvan.audio.features import to_model_input
 
         return to_model_input([expand(g, config) for g in grids], config)
     longest = max(min(g.shape[2], config.max_frames) for g in grids)
-    frames = min(config.max_frames, -(-(longest + GRID_MARGIN) // 8) * 8)
+    frames = min(config.max_frames, -(-(longest + margin) // 8) * 8)
     out = np.zeros((len(grids), config.channels, config.n_coefficients, frames), dtype=np.float32)
     for i, grid in enumerate(grids):
         kept = min(grid.shape[2], frames)

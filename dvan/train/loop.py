@@ -143,9 +143,24 @@ class _Trainer:
         for name, parameter in self.model.named_parameters():
             (no_decay if parameter.ndim < 2 or name.endswith(".bias") else decay).append(parameter)
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                            {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, fused=True)
+        self.lengths = np.array([g.shape[2] for g in train_data.audio])
         self.steps_per_epoch = max(1, math.ceil(len(train_data.captions) / config.batch_size))
         self.total_steps = self.steps_per_epoch * config.epochs
+
+    def batches(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """One epoch of caption index batches (length-bucketed when configured)."""
+        size = self.config.batch_size
+        order = rng.permutation(len(self.train_data.captions))
+        if not self.config.bucket_batches:
+            return [order[i:i + size] for i in range(0, len(order), size)]
+        pool = size * self.config.bucket_batches
+        batches: list[np.ndarray] = []
+        for start in range(0, len(order), pool):
+            chunk = order[start:start + pool]
+            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+            batches.extend(chunk[i:i + size] for i in range(0, len(chunk), size))
+        return [batches[i] for i in rng.permutation(len(batches))]
 
     def _audio(self, index: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         augment = self.config.augment
@@ -159,7 +174,7 @@ class _Trainer:
             if augment.active:
                 grid = augment_grid(grid, augment, rng)
             grids.append(grid)
-        return batch_input(grids, self.config.model.audio).to(self.device)
+        return batch_input(grids, self.config.model.audio, margin=0).to(self.device)
 
     def step_loss(self, index: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         """Loss of one batch of caption indices."""
@@ -264,11 +279,9 @@ def train(manifest: str | Path, train_config: TrainConfig, out_dir: str | Path,
         epoch = state.epoch + 1
         started = time.monotonic()
         model.train()
-        order = rng.permutation(len(train_data.captions))
         losses = []
-        for batch in range(trainer.steps_per_epoch):
+        for index in trainer.batches(rng):
             cancel.raise_if_cancelled()
-            index = order[batch * train_config.batch_size:(batch + 1) * train_config.batch_size]
             if len(index) < 2:
                 continue
             lr = _learning_rate(train_config, state.step, total)

@@ -99,13 +99,12 @@ def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: torch
             optimizer: torch.optim.Optimizer) -> RunState:
     """Load model, optimizer and RNG state from :func:`read_resume` output; return the run state."""
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
-    device = next(model.parameters()).device
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
             _, index, name = key.split(".", 2)
-            # AdamW keeps "step" on the CPU and the moments beside their parameters
-            state.setdefault(int(index), {})[name] = value if name == "step" else value.to(device)
+            # load_state_dict moves each value where the optimizer keeps it (beside its parameter)
+            state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
