@@ -397,7 +397,7 @@ class SearchPanel(QWidget):
         self.talk.setProperty("recording", True)
         self.talk.style().polish(self.talk)
         self.talk.setText(LISTEN_TEXT)
-        self.say(f"Listening… (at most {MAX_RECORD_SECONDS:.0f} s)")
+        self.say(f"Listening… (at most {self.recorder.max_seconds:.0f} s)")
 
     def release(self) -> None:
         """Stop recording and search (button or Space released)."""
@@ -419,7 +419,7 @@ class SearchPanel(QWidget):
         samples, rate = self.recorder.stop()
         self._reset_button()
         self.handle_recording(samples, rate,
-                              note=f"Recording stopped at the {MAX_RECORD_SECONDS:.0f} s limit; searching with it.")
+                              note=f"Recording stopped at the {self.recorder.max_seconds:.0f} s limit; searching with it.")
 
     def handle_recording(self, samples: np.ndarray, rate: int, note: str = "") -> bool:
         """Check a recording for speech and search with it; False when nothing was said."""
@@ -486,7 +486,7 @@ class SearchPanel(QWidget):
         self.summary.setText(f"{count} tiles ranked for {outcome.source or 'the query'}{extra}; "
                              + (f"best p = {top.probability:.3f}" if top else "the library is empty"))
         self.say(f"{count} results in {outcome.seconds * 1000:.0f} ms" +
-                 (" — recording was cut at the 15 s limit" if self._stopped_by_limit else ""))
+                 (f" — recording was cut at the {self.recorder.max_seconds:.0f} s limit" if self._stopped_by_limit else ""))
         self.results_changed.emit(outcome.hits)
         if count:
             self.grid.setCurrentIndex(self.model.index(0))

@@ -201,3 +201,50 @@ def test_a_recording_searches_like_its_file_however_late_the_speech_starts(backe
                                                                        abs=1e-6)
     framed = frame_recording(np.array([0, 0, 0.5, -0.5, 0], dtype=np.float32), 16000, 16000, 80)
     assert framed.size == 2 * 4800 + 2 and framed[4800] == 0.5
+
+
+def test_recording_stops_at_the_limit_with_a_message_and_searches(qtbot, backend, world, tmp_path: Path) -> None:
+    samples, rate = sf.read(world["query_dots"], dtype="float32")
+    recorder = Recorder(max_seconds=1.0)
+    panel = make_panel(qtbot, backend, tmp_path, recorder=recorder)
+    # what the PortAudio callback would deliver: 512-sample blocks of speech, past the limit
+    class OpenStream:
+        def stop(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    recorder._stream = OpenStream()  # an open stream, as far as the panel can tell
+    recorder._rate = rate
+    for start in range(0, samples.size, 512):
+        recorder._callback(samples[start:start + 512, None], 512, None, None)
+    assert recorder.seconds == pytest.approx(1.0)
+    with qtbot.waitSignal(panel.search_done, timeout=30000):
+        recorder._poll()  # the GUI timer notices the limit
+    assert not recorder.recording
+    assert "recording was cut at the 1 s limit" in panel.message.text()
+    assert panel.query is not None and panel.query[0].size == rate  # type: ignore[index]
+    assert panel.model.rowCount() > 0
+
+
+def test_replay_plays_the_last_query(qtbot, backend, world, tmp_path: Path) -> None:
+    panel = make_panel(qtbot, backend, tmp_path)
+    played: list[tuple[int, int]] = []
+    panel.player.play = lambda samples, rate, device=None: played.append((len(samples), rate))  # type: ignore[method-assign]
+    samples, rate = sf.read(world["query_meadow"], dtype="float32")
+    with qtbot.waitSignal(panel.search_done, timeout=30000):
+        panel.handle_recording(samples, rate)
+    panel.replay_button.click()
+    assert played == [(samples.size, rate)]
+
+
+def test_result_tiles_drag_as_tile_ids(qtbot, backend, world, tmp_path: Path) -> None:
+    from app.search_panel import TILE_MIME
+
+    panel = make_panel(qtbot, backend, tmp_path)
+    with qtbot.waitSignal(panel.results_changed, timeout=30000):
+        panel.search_file(world["query_dots"])
+    data = panel.model.mimeData([panel.model.index(1)])
+    assert bytes(data.data(TILE_MIME).data()).decode() == str(panel.model.hits[1].tile.id)
+    assert panel.grid.dragEnabled()

@@ -128,3 +128,38 @@ def test_speaking_text_captions_makes_a_collection(qtbot, panel, tmp_path: Path)
     assert panel.manifest == tmp_path / "spoken" / "manifest.jsonl", panel.collection_summary.text()
     assert panel.table.rowCount() >= 2
     assert len(list((tmp_path / "spoken").rglob("*.wav"))) == 3
+
+
+def test_activating_a_model_recomputes_the_library_projections_with_progress(qtbot, world, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from app_support import copy_library, make_backend
+
+    from app.main_window import MainWindow
+    from dvan.model.checkpoint import load_checkpoint, save_checkpoint
+
+    monkeypatch.setenv("DVAN_APP_DATA", str(tmp_path / "appdata"))
+    library = copy_library(world, tmp_path / "library")
+    model, info = load_checkpoint(world["model"])
+    with torch.no_grad():
+        model.fusion.image_proj.weight.mul_(0.9)  # another trained model: other gallery projections
+    other = save_checkpoint(model, tmp_path / "other.safetensors", info={**info, "trained": True})
+    backend = make_backend(world, library=library)
+    window = MainWindow(backend, make_settings(tmp_path, active_model=str(world["model"])))  # type: ignore[arg-type]
+    qtbot.addWidget(window)
+    window.show()
+    progress = []
+    window.model_changed(str(other))
+    worker = window.prepare_worker
+    assert worker is not None and worker.running
+    assert window.job_bar.isVisibleTo(window) and not window.search.talk.isEnabled()
+    worker.signals.progress.connect(progress.append)
+    with qtbot.waitSignal(window.projections_ready, timeout=120000):
+        pass
+    assert progress and {r.stage for r in progress} >= {"reproject"}
+    assert not backend.needs_projection()
+    assert window.search.talk.isEnabled() and not window.job_bar.isVisibleTo(window)
+    assert window.settings.active_model == str(other)
+    assert window.model_label.text() == "Model: other.safetensors"
+    outcome = backend.search_file(world["query_dots"])
+    assert outcome.hits and backend.trained_bundle().checkpoint == other
