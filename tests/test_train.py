@@ -79,15 +79,27 @@ def test_dvan_plus_learns_and_caches_features(tiny: dict[str, Path], tmp_path: P
     assert result.best_val["map"] > 0.6
     bundle = create_model(checkpoint=result.checkpoint, device="cpu")
     assert bundle.config.audio_branch == "tconv" and bundle.info["val"] == result.best_val
+    # fine-tuning starts from the checkpoint's weights (lr 0: they stay put)
+    tuned = train(tiny["manifest"], replace(config, epochs=1, lr=0.0), tmp_path / "tuned", device="cpu",
+                  cache_dir=tiny["cache"], init_checkpoint=result.checkpoint)
+    start = create_model(checkpoint=tuned.checkpoint, device="cpu").model.state_dict()
+    for key, value in bundle.model.state_dict().items():
+        if "running" not in key and "num_batches" not in key:
+            np.testing.assert_array_equal(start[key].numpy(), value.numpy(), err_msg=key)
+    with pytest.raises(TrainingError, match="cannot fine-tune"):
+        train(tiny["manifest"], make_train_config("paper", epochs=1), tmp_path / "wrong", device="cpu",
+              cache_dir=tiny["cache"], init_checkpoint=result.checkpoint)
     # the image features are cached: a second run never loads the backbone
     cache = FeatureCache(tiny["cache"])
-    images = sorted({p for p in (tiny["manifest"].parent / "images").rglob("*.png")})
+    from dvan.data.manifest import read_manifest
+
+    images = sorted({e.image for e in read_manifest(tiny["manifest"]) if e.split in ("train", "val")})
 
     def no_backbone() -> None:
         raise AssertionError("the backbone was loaded although every image feature is cached")
 
     features = cache.image_features(images, "efficientnet-lite0", no_backbone)  # type: ignore[arg-type]
-    assert features.shape == (15, 1280)
+    assert features.shape == (12, 1280)
 
 
 def test_resume_after_interruption_gives_the_same_model(tiny: dict[str, Path], tmp_path: Path) -> None:

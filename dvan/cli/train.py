@@ -22,10 +22,17 @@ def run(args: argparse.Namespace) -> int:
         overrides["seed"] = args.seed
     representation: Representation | None = args.representation
     config = make_train_config(args.preset, representation, **overrides)
+    if args.init:
+        from dataclasses import replace
+
+        from dvan.model.checkpoint import read_checkpoint_metadata
+
+        model_config, _ = read_checkpoint_metadata(args.init)
+        config = replace(config, model=model_config)
     bar = TqdmProgress(disable=args.quiet)
     try:
         result = train(args.manifest, config, args.out_dir, progress=bar, device=args.device,
-                       resume=not args.no_resume, cache_dir=args.cache_dir)
+                       resume=not args.no_resume, cache_dir=args.cache_dir, init_checkpoint=args.init)
     finally:
         bar.close()
     print(f"best checkpoint: {result.checkpoint} (epoch {result.best_epoch} of {result.epochs}, {result.stop_reason})")
@@ -47,6 +54,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="most epochs (default: the preset's)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    parser.add_argument("--init", default=None, metavar="CHECKPOINT",
+                        help="fine-tune: start from this checkpoint's weights and model config (e.g. the default model)")
     parser.add_argument("--no-resume", action="store_true", help="start afresh instead of resuming OUT_DIR")
     parser.add_argument("--cache-dir", default=None, help="feature cache (default $DVAN_CACHE or ~/.cache/dvan)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -28,9 +28,9 @@ from torch import nn
 
 from dvan.data.manifest import read_manifest
 from dvan.device import resolve_device
-from dvan.errors import TrainingError
+from dvan.errors import CheckpointMismatchError, TrainingError
 from dvan.eval.evaluate import score_split, split_metrics, summary
-from dvan.model.checkpoint import save_checkpoint
+from dvan.model.checkpoint import load_checkpoint, save_checkpoint
 from dvan.model.factory import ModelBundle, create_model
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
 from dvan.train.augment import augment_grid
@@ -208,7 +208,7 @@ class _Trainer:
 def train(manifest: str | Path, train_config: TrainConfig, out_dir: str | Path,
           progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
           device: str | torch.device = "auto", resume: bool = True, cache_dir: str | Path | None = None,
-          backbone_weights: str | Path | None = None) -> TrainResult:
+          backbone_weights: str | Path | None = None, init_checkpoint: str | Path | None = None) -> TrainResult:
     """Train a DVAN model on a manifest's train split, early-stopping on its val split.
 
     Args:
@@ -222,6 +222,9 @@ def train(manifest: str | Path, train_config: TrainConfig, out_dir: str | Path,
             same config); False starts afresh, replacing earlier results in ``out_dir``.
         cache_dir: feature cache folder (default ``$DVAN_CACHE`` or ``~/.cache/dvan``).
         backbone_weights: explicit backbone weights file (the paper's VGG16).
+        init_checkpoint: start from this checkpoint's weights (fine-tuning, e.g. the default model)
+            instead of a random initialisation; its model config must equal ``train_config.model``.
+            Ignored when resuming (the resume file has the weights).
 
     Returns:
         The best checkpoint and its validation metrics.
@@ -252,6 +255,13 @@ def train(manifest: str | Path, train_config: TrainConfig, out_dir: str | Path,
     torch.manual_seed(train_config.seed)
     resolved = device if isinstance(device, torch.device) else resolve_device(device)
     bundle = create_model(train_config.model, device=resolved, backbone_weights=backbone_weights)
+    if init_checkpoint is not None and resume_data is None:
+        try:
+            initial, _ = load_checkpoint(init_checkpoint, expect=train_config.model, device=resolved)
+        except CheckpointMismatchError as exc:
+            raise TrainingError(f"cannot fine-tune from {init_checkpoint}: {exc}; train with the checkpoint's own "
+                                "model config (architecture and audio front end)") from exc
+        bundle.model.load_state_dict(initial.state_dict())
     cache = FeatureCache(cache_dir)
     entries = read_manifest(manifest)
     train_data = load_split(entries, "train", train_config.model, cache, lambda: bundle.backbone,
@@ -269,6 +279,7 @@ def train(manifest: str | Path, train_config: TrainConfig, out_dir: str | Path,
         rng.bit_generator.state = state.numpy_rng
         log.truncate_after(state.step)
     log.write({"event": "start", "preset": train_config.preset, "manifest": str(Path(manifest).resolve()),
+               "init_checkpoint": str(Path(init_checkpoint).resolve()) if init_checkpoint else None,
                "device": str(resolved), "resumed_from_epoch": state.epoch, "train_captions": len(train_data.captions),
                "val_captions": len(val_data.captions), "skipped": train_data.skipped + val_data.skipped,
                "steps_per_epoch": trainer.steps_per_epoch, "config": config_dict})
@@ -316,7 +327,8 @@ def train(manifest: str | Path, train_config: TrainConfig, out_dir: str | Path,
             state.best_score, state.best_epoch, state.best_val, state.stale_epochs = score, epoch, val, 0
             save_checkpoint(model, best_path, info={
                 "trained": True, "preset": train_config.preset, "val": val, "epoch": epoch,
-                "manifest": str(Path(manifest).resolve()), "train_config": config_dict})
+                "manifest": str(Path(manifest).resolve()), "train_config": config_dict,
+                "init_checkpoint": str(Path(init_checkpoint).resolve()) if init_checkpoint else None})
         else:
             state.stale_epochs += 1
         mean_loss = float(np.mean(losses)) if losses else float("nan")
