@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the viewer; returns the exit code."""
     args = build_parser().parse_args(list(argv) if argv is not None else None)
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # job servers start with spawn; needed in frozen bundles
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     from app.backend import Backend
