@@ -227,8 +227,11 @@ class RasterSource:
                     plane = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
                 planes.append(plane.astype(np.uint8, copy=False))
             rgb = np.stack(planes, axis=-1)
-        rgb = np.where(mask[:, :, None], rgb, np.uint8(0)).astype(np.uint8)
-        return np.ascontiguousarray(rgb), float(mask.mean()) if mask.size else 0.0
+        rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+        valid = float(mask.mean()) if mask.size else 0.0
+        if valid < 1.0:
+            rgb[~mask] = 0
+        return rgb, valid
 
     # -- footprints ----------------------------------------------------------------------------
 
@@ -385,7 +388,7 @@ def encode_thumbnail(rgb: np.ndarray, size: int = THUMBNAIL_SIZE, quality: int =
     from PIL import Image
 
     image = Image.fromarray(rgb)
-    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
