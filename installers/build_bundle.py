@@ -45,8 +45,10 @@ PROJECT = HERE.parent
 #: Files of installers/ that travel inside the bundle, at its top level.
 SHIPPED = ("install.sh", "uninstall.sh", "selfcheck.py", "README.md")
 
-#: Debian packages the installer needs besides setup.sh's list: the interpreter the venv is made from.
-EXTRA_DEBS = ("python3", "python3-venv")
+#: Debian packages the installer needs besides setup.sh's list: the interpreter the venv is made from, and two
+#: libraries Qt's window-system plugins need that a base Debian 12 lacks (found by check_in_chroot.sh):
+#: libxcb-shape0 for X11 (libqxcb.so) and libwayland-cursor0 for Wayland sessions (libqwayland.so).
+EXTRA_DEBS = ("python3", "python3-venv", "libxcb-shape0", "libwayland-cursor0")
 
 #: torch / torchvision pins of the project (checked against pyproject at build time).
 TORCH_PINS = {"torch": "2.14.1", "torchvision": "0.29.1"}
@@ -530,7 +532,7 @@ def build(args: argparse.Namespace) -> BuildReport:
             write_apt_repository(staging / "debs", [staging / "debs" / d.name for d in debs])
             (staging / "debs" / "TOP_LEVEL").write_text("".join(p + "\n" for p in packages))
             (staging / "debs" / "packages.txt").write_text(
-                "# asked for (setup.sh and the installer's python3, python3-venv):\n# " + " ".join(packages) + "\n"
+                "# asked for (setup.sh and the installer's " + " ".join(EXTRA_DEBS) + "):\n# " + " ".join(packages) + "\n"
                 + "# beyond a base Debian 12 system:\n" + "".join(d.name + "\n" for d in needed)
                 + "# base packages needed at a minimum version (apt upgrades them only where older):\n"
                 + "".join(d.name + "\n" for d in upgrades))

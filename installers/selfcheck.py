@@ -116,17 +116,26 @@ def check_qt() -> str:
     return f"Qt {importlib.import_module('PySide6').__version__} starts ({os.environ['QT_QPA_PLATFORM']}), QtMultimedia loads"
 
 
-def check_qt_xcb() -> str:
+def missing_libraries(plugin_name: str) -> list[str]:
+    """System libraries a Qt platform plugin needs that the dynamic loader cannot find (ldd)."""
     import PySide6
 
-    plugin = Path(PySide6.__file__).parent / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+    plugin = Path(PySide6.__file__).parent / "Qt" / "plugins" / "platforms" / plugin_name
     if not plugin.is_file():
         raise RuntimeError(f"{plugin} is missing")
     ldd = subprocess.run(["ldd", str(plugin)], capture_output=True, text=True)
-    missing = sorted({line.split()[0] for line in ldd.stdout.splitlines() if "not found" in line})
+    return sorted({line.split()[0] for line in ldd.stdout.splitlines() if "not found" in line})
+
+
+def check_qt_xcb() -> str:
+    missing = missing_libraries("libqxcb.so")
     if missing:
         raise RuntimeError("the desktop app cannot open a window under X11: missing " + ", ".join(missing)
                            + " (install the bundle's Debian packages: sudo ./install.sh)")
+    wayland = missing_libraries("libqwayland.so")
+    if wayland:
+        report("WARN", "Qt Wayland plugin", f"missing {', '.join(wayland)}: on a Wayland desktop Qt uses X11 "
+               "(XWayland) instead")
     return "all system libraries of the X11 platform plugin found"
 
 
