@@ -9,7 +9,6 @@ event loop, whatever it does (measured in ``tests/test_app_library.py``).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import time
 from pathlib import Path
 from typing import Any
@@ -108,23 +107,15 @@ def reproject_job(library: str | Path, model: str | Path | None, device: str,
         return bool(SearchEngine(opened, bundle).prepare(progress, cancel))
 
 
-def init_parameter() -> str | None:
-    """Name of dvan.train.loop.train's parameter that starts from a checkpoint's weights, if it has one."""
-    from dvan.train.loop import train
-
-    names = inspect.signature(train).parameters
-    return next((n for n in ("init_checkpoint", "init_from", "initial_checkpoint", "finetune_from", "checkpoint")
-                 if n in names), None)
-
-
 def fine_tune(manifest: str | Path, preset: str, epochs: int, out_dir: str | Path, base: str | Path | None,
               device: str, resume: bool, backbone_weights: str | None = None, batch_size: int | None = None,
               lr: float | None = None, log_every: int | None = None, *, progress: ProgressCallback = no_progress,
               cancel: CancelToken | None = None) -> Any:
-    """Train on a collection with :func:`dvan.train.loop.train`, keeping the active model's architecture.
+    """Fine-tune the active model ``base`` on a collection with :func:`dvan.train.loop.train`.
 
-    The active model's weights are the starting point when dvan's trainer can start from a
-    checkpoint (see :func:`init_parameter`); otherwise its architecture is trained afresh.
+    The model keeps ``base``'s architecture and starts from its weights; the recipe (loss,
+    augmentation, schedule) is the preset's. Without ``base`` the preset's own model is trained
+    from scratch.
     """
     from dvan.model.checkpoint import read_checkpoint_metadata
     from dvan.train.config import make_train_config
@@ -135,15 +126,13 @@ def fine_tune(manifest: str | Path, preset: str, epochs: int, out_dir: str | Pat
         if value is not None:
             overrides[key] = value
     config = make_train_config(preset, **overrides)
-    kwargs: dict[str, Any] = {}
+    init = None
     if base is not None and Path(base).is_file():
         model_config, _ = read_checkpoint_metadata(base)
         config = dataclasses.replace(config, model=model_config)
-        parameter = init_parameter()
-        if parameter is not None:
-            kwargs[parameter] = Path(base)
+        init = Path(base)
     return train(manifest, config, out_dir, progress=progress, cancel=cancel, device=device, resume=resume,
-                 backbone_weights=backbone_weights or None, **kwargs)
+                 backbone_weights=backbone_weights or None, init_checkpoint=init)
 
 
 def evaluate_val(checkpoint: str | Path, manifest: str | Path, device: str, *,

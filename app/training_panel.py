@@ -58,7 +58,7 @@ from app.collection import (
     next_caption_path,
     read_training_log,
 )
-from app.jobs import evaluate_val, fine_tune, init_parameter
+from app.jobs import evaluate_val, fine_tune
 from app.settings import AppSettings
 from app.widgets import ImageLabel, JobBar, microphone_icon
 from app.worker import Worker
@@ -489,9 +489,8 @@ class TrainingPanel(QWidget):
                                                                 "press Resume to continue"))
         self._train_started = time.perf_counter()
         self.job.set_running("preparing features…")
-        note = "" if init_parameter() or base is None else \
-            " (dvan's trainer cannot start from a checkpoint yet: the active model's architecture is trained afresh)"
-        self.run_label.setText(f"Run folder: {self.run_dir}{note}")
+        start = f"fine-tuning {base.name}" if base is not None else "training the preset's model from scratch"
+        self.run_label.setText(f"Run folder: {self.run_dir} ({start})")
         self.worker = worker.start()
         self.log_timer.start()
         self.refresh()

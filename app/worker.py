@@ -31,11 +31,13 @@ while queue + GUI-thread timer never did.
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -100,6 +102,33 @@ class _Dispatcher(QObject):
 _DISPATCHER: _Dispatcher | None = None
 
 
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start a spawned process without making it re-run the parent's main script.
+
+    ``multiprocessing`` (spawn) imports the parent's ``__main__`` again in the child, which runs a
+    script without an ``if __name__ == "__main__"`` guard a second time. The job server only needs
+    :mod:`app._child` and the jobs' own modules, so the main module's name and file are hidden while
+    the process starts.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    spec = getattr(main, "__spec__", None)
+    has_file = hasattr(main, "__file__")
+    path = getattr(main, "__file__", None)
+    try:
+        main.__spec__ = None
+        if has_file:
+            del main.__file__
+        yield
+    finally:
+        main.__spec__ = spec
+        if has_file:
+            main.__file__ = path
+
+
 class _JobServer:
     """A child process that runs jobs one at a time (see :mod:`app._child`)."""
 
@@ -113,7 +142,8 @@ class _JobServer:
         self.conn, child_conn = context.Pipe(duplex=True)
         self.process = context.Process(target=serve, args=(child_conn, self.event), daemon=True,
                                        name="dvan-job-server")
-        self.process.start()
+        with _main_module_hidden():
+            self.process.start()
         child_conn.close()
 
     def alive(self) -> bool:
@@ -124,7 +154,10 @@ class _JobServer:
             self.conn.send(None)
         except (OSError, ValueError):
             pass
-        self.process.join(timeout=5)
+        self.process.join(timeout=2)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=2)
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
@@ -155,6 +188,11 @@ def shutdown_job_servers() -> None:
     with _SERVERS_LOCK:
         servers = list(_IDLE_SERVERS)
         _IDLE_SERVERS.clear()
+    for server in servers:  # ask them all first, they exit in parallel
+        try:
+            server.conn.send(None)
+        except (OSError, ValueError):
+            pass
     for server in servers:
         server.stop()
 
