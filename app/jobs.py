@@ -84,6 +84,27 @@ def import_job(library: str | Path, paths: list[str], model: str | Path | None, 
     return convert_report(result)
 
 
+def captions_job(library: str | Path, manifest: str | Path, model: str | Path | None, device: str,
+                 backbone_weights: str | Path | None = None, *, progress: ProgressCallback = no_progress,
+                 cancel: CancelToken | None = None) -> ImportReport:
+    """Add a manifest's spoken captions to a library (encoded by the trained model), as per-file rows."""
+    from dvan.errors import UntrainedModelError
+    from dvan.library.captions import add_captions
+    from dvan.library.store import Library
+
+    started = time.perf_counter()
+    bundle = _search_bundle(model, device, backbone_weights)
+    if bundle is None:
+        raise UntrainedModelError("spoken captions are encoded by the active model, and there is no trained model; "
+                                  "choose one in Settings or train one in the Training tab")
+    with Library.open(library) as opened:
+        report = add_captions(opened, manifest, bundle, progress, cancel)
+    files = [FileReport(Path(manifest), "imported", 0, f"{report.added} spoken caption(s) added, "
+                                                       f"{report.unchanged} already in the library")]
+    files += [FileReport(Path(path), "failed", 0, str(reason)) for path, reason in report.failed]
+    return ImportReport(files=files, tiles=0, seconds=time.perf_counter() - started)
+
+
 def demo_job(target: str | Path, model: str | Path | None, device: str, *, progress: ProgressCallback = no_progress,
              cancel: CancelToken | None = None) -> Path:
     """Build (or complete) the demo library; with a trained model its projections are stored too."""

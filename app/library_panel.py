@@ -58,6 +58,7 @@ class LibraryPanel(QWidget):
         self.report: ImportReport | None = None
         self._started = 0.0
         self.last_rate = 0.0
+        self._kind = "import"
 
         self.path_label = QLabel("No library open.")
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -89,11 +90,16 @@ class LibraryPanel(QWidget):
         self.add_folder_button = QPushButton("Add folder…")
         self.add_files_button.clicked.connect(self._choose_files)
         self.add_folder_button.clicked.connect(self._choose_folder)
+        self.add_captions_button = QPushButton("Add spoken captions…")
+        self.add_captions_button.setToolTip("Add a collection's spoken captions (a manifest) for image -> audio "
+                                            "search in the Captions tab")
+        self.add_captions_button.clicked.connect(self._choose_captions)
         self.job = JobBar(rate_unit="tiles/s")
         self.job.cancel_requested.connect(self.cancel)
         adds = QHBoxLayout()
         adds.addWidget(self.add_files_button)
         adds.addWidget(self.add_folder_button)
+        adds.addWidget(self.add_captions_button)
         adds.addWidget(self.job, 1)
 
         self.table = QTableWidget(0, 4)
@@ -123,7 +129,7 @@ class LibraryPanel(QWidget):
     def refresh(self) -> None:
         """Show the open library's path and contents."""
         has_library = self.backend.library is not None
-        for button in (self.add_files_button, self.add_folder_button):
+        for button in (self.add_files_button, self.add_folder_button, self.add_captions_button):
             button.setEnabled(has_library and not self.busy)
         self.new_button.setEnabled(not self.busy)
         self.open_button.setEnabled(not self.busy)
@@ -207,19 +213,39 @@ class LibraryPanel(QWidget):
         if folder:
             self.add_paths([folder])
 
-    def add_paths(self, paths: Sequence[str | Path]) -> Worker | None:
-        """Start importing files and folders; returns the worker (None when one already runs)."""
+    def _choose_captions(self) -> None:
+        manifest, _ = QFileDialog.getOpenFileName(self, "Spoken captions (a collection manifest)", "",
+                                                  "Manifests (*.jsonl);;All files (*)")
+        if manifest:
+            self.add_captions(manifest)
+
+    def add_captions(self, manifest: str | Path) -> Worker | None:
+        """Start adding a manifest's spoken captions; returns the worker (None when a job already runs)."""
+        from app.jobs import captions_job
+
         if self.busy or self.backend.library is None:
             return None
+        model, device, weights = self.backend.job_settings()
+        self._kind = "captions"
+        return self._start(Worker(captions_job, str(self.backend.library_path), str(manifest), model, device, weights,
+                                  process=True), "adding spoken captions…")
+
+    def add_paths(self, paths: Sequence[str | Path]) -> Worker | None:
+        """Start importing files and folders; returns the worker (None when one already runs)."""
+        from app.jobs import import_job
+
+        if self.busy or self.backend.library is None:
+            return None
+        model, device, weights = self.backend.job_settings()
+        self._kind = "import"
+        return self._start(Worker(import_job, str(self.backend.library_path), [str(p) for p in paths], model, device,
+                                  weights, process=True), f"importing {len(paths)} path(s)…")
+
+    def _start(self, worker: Worker, text: str) -> Worker:
         self._started = time.perf_counter()
         self.last_rate = 0.0
         self.table.setRowCount(0)
-        self.job.set_running(f"importing {len(paths)} path(s)…")
-        from app.jobs import import_job
-
-        model, device, weights = self.backend.job_settings()
-        worker = Worker(import_job, str(self.backend.library_path), [str(p) for p in paths], model, device, weights,
-                        process=True)
+        self.job.set_running(text)
         worker.signals.progress.connect(self._progress)
         worker.signals.finished.connect(self._finished)
         worker.signals.failed.connect(self._failed)
@@ -258,7 +284,9 @@ class LibraryPanel(QWidget):
                     item.setForeground(QColor(STATUS_COLOURS.get(entry.status, "#ffffff")))
                 self.table.setItem(row, column, item)
         failed = sum(1 for f in report.files if f.status == "failed")
-        if report.cancelled:
+        if self._kind == "captions" and report.files and not report.cancelled:
+            text = report.files[0].message + (f"; {failed} caption file(s) failed (see the report)" if failed else "")
+        elif report.cancelled:
             text = (f"Import cancelled after {report.seconds:.1f} s; the tiles committed so far stay "
                     "(adding the same files again completes the import).")
         else:

@@ -138,3 +138,14 @@ def test_opening_something_that_is_not_a_library_is_a_message(qtbot, world, tmp_
     (tmp_path / "full" / "x.txt").write_text("x")
     assert not panel.create_library(tmp_path / "full")
     assert "not an empty folder" in panel.summary.text()
+
+
+def test_spoken_captions_are_added_from_a_manifest(qtbot, world, tmp_path: Path) -> None:
+    panel = make_panel(qtbot, world, tmp_path)
+    panel.create_library(tmp_path / "lib")
+    assert panel.add_captions_button.isEnabled()
+    assert panel.add_captions(world["manifest"]) is not None
+    with qtbot.waitSignal(panel.busy_changed, timeout=120000):
+        pass
+    assert panel.summary.text() == "30 spoken caption(s) added, 0 already in the library", panel.summary.text()
+    assert panel.info_labels["captions"].text() == "30"
