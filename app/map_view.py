@@ -141,7 +141,7 @@ class TileItem(QGraphicsItem):
             pen = QPen(colour, 2.5)
             pen.setCosmetic(True)
             fill = QColor(colour)
-            fill.setAlpha(30 if on_screen >= THUMBNAIL_MIN_PX else 150)
+            fill.setAlpha(0 if on_screen >= THUMBNAIL_MIN_PX else 150)  # over a thumbnail the border says it
             brush = QBrush(fill)
         if self.selected_tile:
             pen = QPen(QColor(0, 200, 255), 3.5)

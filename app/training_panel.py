@@ -448,6 +448,7 @@ class TrainingPanel(QWidget):
         worker.signals.progress.connect(self.job.show_progress)
         worker.signals.finished.connect(lambda report: self._spoken(report, out))
         worker.signals.failed.connect(self._job_failed)
+        worker.signals.done.connect(self.refresh)
         worker.signals.cancelled.connect(lambda: self._job_idle("speaking cancelled; files written so far are reused "
                                                                 "next time"))
         self.worker = worker.start()
@@ -457,7 +458,7 @@ class TrainingPanel(QWidget):
     def _spoken(self, report: Any, out: Path) -> None:
         manifest = getattr(report, "manifest", None) or out / "manifest.jsonl"
         skipped = len(getattr(report, "skipped", []) or [])
-        self._job_idle(f"spoken captions written to {out}" + (f"; {skipped} skipped" if skipped else ""))
+        self._job_idle(f"spoken captions written to {out}" + (f"; {skipped} skipped" if skipped else ""), done=True)
         self.load_collection(manifest)
 
     # --- training ----------------------------------------------------------------------------
@@ -485,6 +486,7 @@ class TrainingPanel(QWidget):
         worker.signals.progress.connect(self._train_progress)
         worker.signals.finished.connect(self._trained)
         worker.signals.failed.connect(self._job_failed)
+        worker.signals.done.connect(self.refresh)
         worker.signals.cancelled.connect(lambda: self._job_idle("training cancelled: the last finished epoch is kept; "
                                                                 "press Resume to continue"))
         self._train_started = time.perf_counter()
@@ -531,15 +533,18 @@ class TrainingPanel(QWidget):
         self.new_checkpoint = Path(result.checkpoint)
         self.new_val = dict(result.best_val or {})
         self._job_idle(f"training finished ({result.stop_reason}, {result.epochs} epochs); best epoch "
-                       f"{result.best_epoch}: val MAP {float(self.new_val.get('map', float('nan'))):.4f}")
+                       f"{result.best_epoch}: val MAP {float(self.new_val.get('map', float('nan'))):.4f}", done=True)
         self.show_comparison()
         self.evaluate_current()
 
     def _job_failed(self, error: BaseException) -> None:
         self._job_idle(str(error) if isinstance(error, DvanError) else f"{type(error).__name__}: {error}", error=True)
 
-    def _job_idle(self, text: str, error: bool = False) -> None:
-        self.job.set_idle(text)
+    def _job_idle(self, text: str, error: bool = False, done: bool = False) -> None:
+        if done:
+            self.job.set_done(text)
+        else:
+            self.job.set_idle(text)
         self.say(text, error=error)
         self.refresh_curves()
         self.refresh()
@@ -574,8 +579,9 @@ class TrainingPanel(QWidget):
                 if column == 1 and isinstance(value, (int, float)):
                     old = (self.current_val or {}).get(key)
                     if isinstance(old, (int, float)):
-                        cell.setForeground(QColor("#7bd88f") if value > old else QColor("#ff8a80") if value < old
-                                           else QColor("#dddddd"))
+                        new_shown, old_shown = round(float(value), 4), round(float(old), 4)
+                        cell.setForeground(QColor("#7bd88f") if new_shown > old_shown else QColor("#ff8a80")
+                                           if new_shown < old_shown else QColor("#dddddd"))
                 self.compare_table.setItem(row, column, cell)
         if self.new_checkpoint is not None:
             self.compare_note.setText(f"New model: {self.new_checkpoint} (validation split of {self.manifest}). "

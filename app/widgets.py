@@ -68,8 +68,11 @@ def paint_probability_bar(painter: QPainter, rect: QRect | QRectF, p: float) -> 
     filled = QRectF(r.x(), r.y(), r.width() * float(min(1.0, max(0.0, p))), r.height())
     painter.setBrush(probability_colour(p))
     painter.drawRoundedRect(filled, 3, 3)
+    text = f"p = {p:.3f}"
+    painter.setPen(QColor(0, 0, 0, 200))
+    painter.drawText(r.translated(1, 1), Qt.AlignmentFlag.AlignCenter, text)
     painter.setPen(QColor(255, 255, 255))
-    painter.drawText(r, Qt.AlignmentFlag.AlignCenter, f"p = {p:.3f}")
+    painter.drawText(r, Qt.AlignmentFlag.AlignCenter, text)
     painter.restore()
 
 
@@ -243,6 +246,14 @@ class JobBar(QWidget):
         self.bar.setRange(0, 1)
         self.bar.setValue(0)
         self.bar.setFormat("")
+        self.label.setText(text)
+        self.cancel_button.setEnabled(False)
+
+    def set_done(self, text: str) -> None:
+        """A job finished: full bar and its summary."""
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1)
+        self.bar.setFormat("done")
         self.label.setText(text)
         self.cancel_button.setEnabled(False)
 
