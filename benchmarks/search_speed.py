@@ -238,6 +238,7 @@ def main() -> int:
     parser.add_argument("--import-tiles", type=int, default=96)
     parser.add_argument("--skip-import", action="store_true")
     parser.add_argument("--build-only", action="store_true", help="only build (and cache) the synthetic libraries")
+    parser.add_argument("--note", default="", help="a remark stored with the results (e.g. about the machine's load)")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     machine = describe_machine()
@@ -287,6 +288,8 @@ def main() -> int:
         results["import"] = import_benchmark(bundle, args.import_tiles)
         print(json.dumps(results["import"]), file=sys.stderr, flush=True)
     results["load_average_after"] = list(os.getloadavg())
+    if args.note:
+        results["note"] = args.note
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "search_speed.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "search_speed.md").write_text(markdown(results))
@@ -325,6 +328,8 @@ def markdown(results: dict[str, Any]) -> str:
                   f"overhead {imp['overhead_percent']:.0f} % in wall time, "
                   f"{imp.get('cpu_overhead_percent', float('nan')):.0f} % in CPU time (best of two interleaved runs "
                   "each; CPU time is the steadier measure on a shared machine)."]
+    if results.get("note"):
+        lines += ["", f"Note: {results['note']}"]
     return "\n".join(lines) + "\n"
 
 
