@@ -47,9 +47,9 @@ def test_folder_import_reports_corrupt_files_and_skips_non_rasters() -> None:
     assert "not a readable raster" in failed["corrupt.tif"]
     assert "damaged raster" in failed["truncated.tif"] and "TIFFReadEncodedStrip" in failed["truncated.tif"]
     assert report.skipped_files == 2  # notes.txt and README, quietly
-    assert sorted(p.name for p, _ in report.added) == ["chip.jpg", "chip.png", "nodata.tif", "rgba.tif",
+    assert sorted(p.name for p, _ in report.added) == ["chip.jpg", "chip.png", "nodata.tif", "rgba.tif", "scene.jp2",
                                                         "uint16.tif", "utm_rgb.tif", "wgs84_gray.tif"]
-    assert report.tiles == 15 and report.nodata_skipped == 1
+    assert report.tiles == 16 and report.nodata_skipped == 1
 
 
 def test_tiles_per_source_and_footprints_in_two_crs() -> None:
@@ -58,9 +58,9 @@ def test_tiles_per_source_and_footprints_in_two_crs() -> None:
         tiles = _by_source(library)
         info = library.info()
     assert {name: len(found) for name, found in tiles.items()} == {
-        "utm_rgb.tif": 6, "wgs84_gray.tif": 4, "rgba.tif": 1, "uint16.tif": 1, "nodata.tif": 1, "chip.png": 1,
-        "chip.jpg": 1}
-    assert info["tiles"] == 15 and info["tiles_georeferenced"] == 13 and info["sources_complete"] == 7
+        "utm_rgb.tif": 6, "wgs84_gray.tif": 4, "rgba.tif": 1, "uint16.tif": 1, "nodata.tif": 1, "scene.jp2": 1,
+        "chip.png": 1, "chip.jpg": 1}
+    assert info["tiles"] == 16 and info["tiles_georeferenced"] == 14 and info["sources_complete"] == 8
 
     utm = next(t for t in tiles["utm_rgb.tif"] if t.window.as_tuple() == (172, 72, 128, 128))
     assert utm.crs == "EPSG:32611" and utm.pixel_size == (0.5, 0.5)
@@ -79,6 +79,11 @@ def test_tiles_per_source_and_footprints_in_two_crs() -> None:
     assert geo.crs == "EPSG:4326" and geo.pixel_size == pytest.approx((1e-5, 1e-5))
     expected = (-118.25 + 72e-5, 34.05 - 150e-5, -118.25 + 200e-5, 34.05 - 22e-5)
     assert geo.bounds == pytest.approx(expected) and geo.lonlat_bounds == pytest.approx(expected)
+
+    mercator = tiles["scene.jp2"][0]  # JPEG2000 in a third CRS
+    assert mercator.crs == "EPSG:3857" and mercator.window.as_tuple() == (0, 0, 100, 80)
+    west, south, east, north = mercator.lonlat_bounds
+    assert 19.99 < west < east < 20.01 and 49.99 < south < north < 50.01
 
     for name in ("chip.png", "chip.jpg"):  # plain images: one tile, no georeferencing
         chip = tiles[name][0]
@@ -124,8 +129,8 @@ def test_reimport_is_idempotent_and_features_are_float16_backbone_outputs(tmp_pa
     library = Library.open(copy_of(reference()[0], tmp_path / "lib"))
     before = library.info()
     report = import_paths(library, [fixtures()["rasters"]], bundle=bundle(0))
-    assert report.tiles == 0 and len(report.unchanged) == 7 and not report.added and not report.reindexed
-    assert library.info()["rows"] == before["rows"] == 15
+    assert report.tiles == 0 and len(report.unchanged) == 8 and not report.added and not report.reindexed
+    assert library.info()["rows"] == before["rows"] == 16
     tile = next(t for t in library.tiles() if t.source.name == "utm_rgb.tif")
     expected = bundle(0).backbone.features([library.read_tile_image(tile.id)]).astype(np.float16)
     np.testing.assert_allclose(library.tile_features([tile.id]), expected.astype(np.float32), rtol=0, atol=2e-3)
@@ -178,7 +183,7 @@ def test_new_model_is_projected_from_stored_features_without_reading_rasters(
     monkeypatch.setattr("dvan.library.importer.open_raster", no_raster_reads)
     reports: list[Progress] = []
     assert ensure_gallery(library, other, reports.append)
-    assert reports[-1].stage == "reproject" and reports[-1].done == 15
+    assert reports[-1].stage == "reproject" and reports[-1].done == 16
     assert library.meta("gallery_key") == gallery_key(other.model)
     expected = project_features(other.model, np.asarray(library.backbone_features()))
     np.testing.assert_array_equal(np.asarray(library.gallery()), expected)
@@ -193,8 +198,8 @@ def test_remove_sources_by_file_and_folder(tmp_path: Path) -> None:
         removed = library.delete_sources(library.source_ids_for(fixtures()["utm_rgb"]))
         assert removed == 6
         assert library.delete_sources(library.source_ids_for(fixtures()["rasters"] / "sub")) == 2
-    assert library.info()["tiles"] == 7 and library.info()["unused_rows"] == 8
-    assert library.live_rows().size == 7
+    assert library.info()["tiles"] == 8 and library.info()["unused_rows"] == 8
+    assert library.live_rows().size == 8
     with pytest.raises(LibraryError, match="not a source"):
         library.rows_of_sources([fixtures()["utm_rgb"]])
     library.close()

@@ -30,16 +30,16 @@ def _hits_table(hits: list) -> list[tuple[int, float]]:
 def test_decomposed_engine_equals_naive_per_pair_fusion(engine32: SearchEngine) -> None:
     for wav in ("query", "query2"):
         query = engine32.encode_file(fixtures()[wav])
-        naive = engine32.search_naive(query, top_k=15)
+        naive = engine32.search_naive(query, top_k=16)
         spread = max(h.probability for h in naive) - min(h.probability for h in naive)
         assert spread > 0.05  # the test model ranks tiles clearly apart
         for backend in ("numba", "torch"):
             engine32.backend = backend
-            fast = engine32.search(query, top_k=15)
+            fast = engine32.search(query, top_k=16)
             assert [h.tile.id for h in fast] == [h.tile.id for h in naive], backend
             np.testing.assert_allclose([h.probability for h in fast], [h.probability for h in naive], atol=1e-6)
         top3 = engine32.search(query, top_k=3)
-        assert _hits_table(top3) == _hits_table(engine32.search(query, top_k=15))[:3]
+        assert _hits_table(top3) == _hits_table(engine32.search(query, top_k=16))[:3]
     engine32.backend = "numba" if numba_available() else "torch"
 
 
@@ -128,7 +128,7 @@ def test_removed_tiles_are_never_returned(tmp_path: Path) -> None:
         library.delete_sources(library.source_ids_for(fixtures()["wgs84_gray"]))
     engine = SearchEngine(library, bundle(0))
     hits = engine.search(fixtures()["query"], top_k=20)
-    assert len(hits) == 11 and all(h.tile.source.name != "wgs84_gray.tif" for h in hits)
+    assert len(hits) == 12 and all(h.tile.source.name != "wgs84_gray.tif" for h in hits)
     library.close()
 
 
@@ -150,7 +150,7 @@ def test_search_and_captions_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["search", path, "--wav", wav, "--model", str(checkpoint(0)), "--allow-untrained", "--json",
                  "--top", "3"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["trained"] is False and len(result["hits"]) == 3 and result["searched"] == 15
+    assert result["trained"] is False and len(result["hits"]) == 3 and result["searched"] == 16
     hit = result["hits"][0]
     assert {"probability", "source", "window", "lonlat_bounds", "bounds", "crs"} <= hit.keys()
     assert main(["search", path, "--wav", wav, "--model", str(checkpoint(0, trained=True)), "--top", "2",

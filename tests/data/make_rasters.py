@@ -12,6 +12,7 @@ wgs84_gray.tif         1-band uint8, EPSG:4326, 1e-5 degree pixels, 200 x 150 ->
 rgba.tif               4-band uint8 with alpha, EPSG:32611, 128 x 128, left half transparent
 uint16.tif             3-band uint16 (12-bit data + hot pixels), EPSG:32611, 128 x 128
 nodata.tif             1-band uint16, nodata 0, EPSG:32611, 256 x 128; right tile all nodata
+scene.jp2              JPEG2000, 3-band uint8, EPSG:3857 (Web Mercator) near 20 E 50 N, 100 x 80 -> 1 tile
 sub/chip.png           64 x 64 RGB PNG without georeferencing -> 1 tile, no footprint
 sub/chip.jpg           48 x 40 RGB JPEG without georeferencing -> 1 tile
 corrupt.tif            random bytes named .tif -> reported as corrupt
@@ -69,8 +70,8 @@ def _texture(rng: np.random.Generator, height: int, width: int, bands: int) -> n
 def _write(path: Path, data: np.ndarray, crs: str | None, transform: object, **profile: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     bands, height, width = data.shape
-    options = {"driver": "GTiff", "width": width, "height": height, "count": bands, "dtype": str(data.dtype),
-               "crs": crs, "transform": transform, **profile}
+    options = {"driver": profile.pop("driver", "GTiff"), "width": width, "height": height, "count": bands,
+               "dtype": str(data.dtype), "crs": crs, "transform": transform, **profile}
     with rasterio.open(path, "w", **options) as dst:
         dst.write(data)
     return path
@@ -101,6 +102,9 @@ def make_rasters(out: Path) -> dict[str, Path]:
     nodata[:, :20, :40] = 0
     files["nodata"] = _write(rasters / "nodata.tif", nodata, UTM,
                              from_origin(UTM_ORIGIN[0] + 1500, UTM_ORIGIN[1], 0.5, 0.5), nodata=0)
+    jp2 = (_texture(rng, 80, 100, 3) * 255).astype(np.uint8)
+    files["jp2"] = _write(rasters / "scene.jp2", jp2, "EPSG:3857", from_origin(2226389.8, 6446275.8, 1.0, 1.0),
+                          driver="JP2OpenJPEG")
     (rasters / "sub").mkdir(parents=True, exist_ok=True)
     chip = (_texture(rng, 64, 64, 3) * 255).astype(np.uint8).transpose(1, 2, 0)
     Image.fromarray(chip).save(rasters / "sub" / "chip.png")
