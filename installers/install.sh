@@ -47,6 +47,10 @@ while (($#)); do
   esac
 done
 
+# Relative folders are taken from where the installer was started (verification changes directory).
+absolute() { case "$1" in ""|/*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
+PREFIX="$(absolute "$PREFIX")"; BIN_DIR="$(absolute "$BIN_DIR")"; APP_DIR="$(absolute "$APP_DIR")"
+
 # ------------------------------------------------------------------ 1. verify the whole bundle first
 verify_bundle() {
   cd "$BUNDLE"
