@@ -18,6 +18,9 @@ from typing import Any
 from dvan.errors import Cancelled
 from dvan.progress import CancelToken, Progress
 
+#: Niceness added to job servers (imports, training) so the GUI stays first in line for the CPU.
+JOB_NICENESS = 5
+
 
 class EventCancelToken(CancelToken):
     """A cancel token backed by a ``multiprocessing`` event, so another process can cancel the job."""
@@ -68,6 +71,10 @@ def serve(conn: Any, event: Any) -> None:
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        os.nice(JOB_NICENESS)  # batch work: the GUI process wins when they compete for a core
+    except OSError:
+        pass
     while True:
         try:
             message = conn.recv()

@@ -172,10 +172,14 @@ class Backend:
         return self.library
 
     def reload(self) -> None:
-        """Forget cached tiles and the search engine (another process changed the library)."""
+        """Forget the cached tile list (another process changed the library).
+
+        The search engine stays: the library's memory maps and row caches follow changes made by
+        other processes, and re-creating the engine would digest the model's weights again (tens
+        of milliseconds in the GUI thread).
+        """
         with self._bundle_lock:
             self._tiles = None
-            self._engine = None
 
     def job_settings(self) -> tuple[str | None, str, str | None]:
         """(model checkpoint or None for the default, device, backbone weights) for :mod:`app.jobs`."""

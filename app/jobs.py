@@ -84,6 +84,16 @@ def import_job(library: str | Path, paths: list[str], model: str | Path | None, 
     return convert_report(result)
 
 
+def prewarm(model: str | Path | None, device: str, backbone_weights: str | Path | None = None, *,
+            progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> bool:
+    """Import what the jobs need and load the trained model, so the first real job starts at once."""
+    import dvan.library.captions  # noqa: F401
+    import dvan.library.importer  # noqa: F401
+    import dvan.train.loop  # noqa: F401
+
+    return _search_bundle(model, device, backbone_weights) is not None
+
+
 def captions_job(library: str | Path, manifest: str | Path, model: str | Path | None, device: str,
                  backbone_weights: str | Path | None = None, *, progress: ProgressCallback = no_progress,
                  cancel: CancelToken | None = None) -> ImportReport:

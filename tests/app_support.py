@@ -14,6 +14,7 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("DVAN_APP_NO_DIALOGS", "1")
+os.environ.setdefault("DVAN_APP_NO_PRESTART", "1")  # job servers start when a test's first job needs one
 
 _WORLD: dict[str, Path] = {}
 
