@@ -213,6 +213,11 @@ class Backend:
         from dvan.model.checkpoint import read_checkpoint_metadata
 
         path = self.model_checkpoint()
+        if not path.is_file():
+            which = "the default model" if self.model_path is None else "the chosen model"
+            return ModelStatus(path=None, trained=False,
+                               message=f"{which} {path} is not there; choose a trained checkpoint in Settings "
+                                       "(Active model) or train one in the Training tab")
         try:
             _, info = read_checkpoint_metadata(path)
         except CheckpointError as exc:

@@ -248,3 +248,14 @@ def test_result_tiles_drag_as_tile_ids(qtbot, backend, world, tmp_path: Path) ->
     data = panel.model.mimeData([panel.model.index(1)])
     assert bytes(data.data(TILE_MIME).data()).decode() == str(panel.model.hits[1].tile.id)
     assert panel.grid.dragEnabled()
+
+
+def test_a_missing_model_turns_search_off_with_what_to_do(qtbot, world, tmp_path: Path) -> None:
+    from app.backend import Backend
+
+    backend = Backend(device="cpu", model_path=tmp_path / "gone.safetensors")
+    backend.open_library(world["library"])
+    panel = make_panel(qtbot, backend, tmp_path)
+    assert not panel.model_banner.isHidden()
+    text = panel.model_banner.text()
+    assert "gone.safetensors is not there" in text and "Settings" in text
