@@ -388,6 +388,10 @@ class SearchPanel(QWidget):
         """Start recording (button or Space pressed)."""
         if self.recorder.recording or self.busy:
             return
+        if not self.talk.isEnabled():
+            self.say("Wait a moment: the library's projections for the active model are being computed "
+                     "(progress in the status bar).", error=True)
+            return
         self._stopped_by_limit = False
         try:
             self.recorder.start(self.settings.input_device or None)
