@@ -6,11 +6,13 @@ Checks, each printed as one line:
   rasterio, PySide6 with QtMultimedia, the efficientnet weights), and ``dvan info`` reports no broken package;
 * Qt starts (offscreen) and its X11 platform plugin finds all of its system libraries (the desktop launcher);
 * the GPU, where an NVIDIA driver is present: torch sees it and runs on it, or the driver is named as too old;
-* one search: ``dvan demo`` when the installed version has the command and the demo data and default model it
-  needs; otherwise a search needing no trained model: the real efficientnet-lite0 backbone on a few images (the
-  demo's images when shipped, else generated ones), a generated spoken-query waveform through the MFCC front end
-  (numba-compiled, cached in ``$NUMBA_CACHE_DIR``), and the fusion scorer ranking the images, in torch and in the
-  fused numba kernel, which must agree.
+* one search: ``dvan demo`` (one demo query, the demo library built in a temporary folder) with the default model;
+  without a default model in the bundle, ``dvan demo`` with an untrained model (``--allow-untrained``: the rankings
+  mean nothing, but the library build, MFCC front end, backbone and scorer all run); without the command or the
+  demo data, a search needing neither: the real efficientnet-lite0 backbone on a few images (the demo's images when
+  shipped, else generated ones), a generated spoken-query waveform through the MFCC front end (numba-compiled,
+  cached in ``$NUMBA_CACHE_DIR``), and the fusion scorer ranking the images, in torch and in the fused numba
+  kernel, which must agree.
 
 Exit code 0 when nothing FAILed (WARN lines are allowed), else 1.
 """
@@ -180,32 +182,59 @@ def check_gpu() -> None:
 # ----------------------------------------------------------------------------- one search
 
 
-def demo_usable() -> tuple[bool, str]:
-    """Whether ``dvan demo`` can be the search check: the command, its data and the default model are installed."""
+def demo_plan() -> tuple[str, str]:
+    """How the search check can use ``dvan demo``: ("trained" | "untrained" | "", why not)."""
     from dvan.cli.main import COMMAND_MODULES
 
     if "demo" not in COMMAND_MODULES:
-        return False, "this dvan has no 'dvan demo' command"
+        return "", "this dvan has no 'dvan demo' command"
     resources = resources_dir()
     if not (resources / "demo").exists():
-        return False, f"'dvan demo' exists but the demo data is not installed ({resources / 'demo'} missing)"
-    if not (resources / "models" / "default.safetensors").is_file():
-        return False, "'dvan demo' exists but the default model is not installed"
-    return True, ""
+        return "", f"the demo data is not installed ({resources / 'demo'} missing)"
+    if (resources / "models" / "default.safetensors").is_file():
+        return "trained", ""
+    return "untrained", "the default model is not installed"
 
 
-def run_demo() -> str:
+def demo_options() -> str:
     dvan = Path(sys.executable).parent / "dvan"
+    return subprocess.run([str(dvan), "demo", "--help"], capture_output=True, text=True, timeout=600).stdout
+
+
+def run_demo(untrained: bool) -> str:
+    dvan = Path(sys.executable).parent / "dvan"
+    options = demo_options()
     with tempfile.TemporaryDirectory(prefix="dvan-selfcheck-") as tmp:
+        cmd = [str(dvan), "demo"]
+        if "--library" in options:
+            cmd += ["--library", str(Path(tmp) / "demo-library")]
+        if "--quiet" in options:
+            cmd += ["--quiet"]
+        queries = sorted((resources_dir() / "demo" / "queries").glob("*.wav"))
+        if "--query" in options and queries:
+            cmd += ["--query", queries[0].stem]
+        if untrained:
+            if "--allow-untrained" not in options or "--model" not in options:
+                raise RuntimeError("the default model is not installed and this 'dvan demo' cannot take another")
+            import torch
+
+            from dvan.config import ModelConfig
+            from dvan.model.checkpoint import save_checkpoint
+            from dvan.model.dvan import DVAN
+
+            torch.manual_seed(0)
+            checkpoint = save_checkpoint(DVAN(ModelConfig()), Path(tmp) / "untrained.safetensors")
+            cmd += ["--model", str(checkpoint), "--allow-untrained"]
         env = {**os.environ, "DVAN_DEMO_LIBRARY": str(Path(tmp) / "demo-library"), "XDG_DATA_HOME": tmp,
                "QT_QPA_PLATFORM": "offscreen"}
         start = time.perf_counter()
-        result = subprocess.run([str(dvan), "demo"], capture_output=True, text=True, env=env, timeout=1800)
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0:
-        raise RuntimeError(f"'dvan demo' exited with {result.returncode}: {output[-800:]}")
-    lines = [line for line in output.splitlines() if line.strip()]
-    return f"'dvan demo' ran in {time.perf_counter() - start:.0f} s; " + " | ".join(lines[-3:])[:400]
+        raise RuntimeError(f"'{' '.join(cmd[1:])}' exited with {result.returncode}: {output[-800:]}")
+    lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+    shown = " | ".join(lines[:3])[:400]
+    return f"'dvan demo' ran in {time.perf_counter() - start:.0f} s: {shown}"
 
 
 def sample_images() -> tuple[list, str]:
@@ -275,11 +304,16 @@ def smoke_search() -> str:
 
 
 def check_search() -> None:
-    usable, why = demo_usable()
-    if usable:
-        check("search (dvan demo)", run_demo)
+    plan, why = demo_plan()
+    if plan == "trained":
+        check("search (dvan demo, default model)", lambda: run_demo(untrained=False))
         return
-    report("WARN", "dvan demo", why + "; using a search that needs no trained model instead")
+    if plan == "untrained":
+        report("WARN", "dvan demo", why + "; searching the demo library with an untrained model instead "
+               "(meaningless rankings, but every step of a search runs)")
+        check("search (dvan demo, untrained model)", lambda: run_demo(untrained=True))
+        return
+    report("WARN", "dvan demo", why + "; using a search that needs no demo library instead")
     check("search (untrained model, real backbone)", smoke_search)
 
 
