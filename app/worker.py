@@ -32,6 +32,7 @@ while queue + GUI-thread timer never did.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import sys
 import threading
@@ -164,6 +165,18 @@ class _JobServer:
         self.conn.close()
 
 
+def process_jobs_available() -> bool:
+    """Whether jobs may run in job-server processes.
+
+    Always from a normal Python. In a frozen bundle (PyInstaller) a spawned process re-runs the
+    bundle's executable, which must call ``multiprocessing.freeze_support()`` before anything else;
+    an entry point that does sets ``DVAN_APP_PROCESS_JOBS=1``, otherwise jobs run on threads.
+    """
+    if not getattr(sys, "frozen", False):
+        return True
+    return os.environ.get("DVAN_APP_PROCESS_JOBS") == "1"
+
+
 _IDLE_SERVERS: list[_JobServer] = []
 _SERVERS_LOCK = threading.Lock()
 
@@ -227,7 +240,7 @@ class Worker:
         self._args = args
         self._kwargs = kwargs
         self._plain = plain
-        self._process = process
+        self._process = process and process_jobs_available()
         self._server: _JobServer | None = None
         self._server_lock = threading.Lock()
         self._interval = min_interval_s
