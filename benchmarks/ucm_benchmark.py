@@ -91,7 +91,7 @@ PAPER_ROWS: dict[str, tuple[str, Representation]] = {
     "paper-spectrogram": ("CNN+SPEC", "spectrogram"), "paper-mfcc": ("CNN+M", "mfcc"),
     "paper-delta": ("CNN+ΔM", "delta"), "paper-delta2": ("CNN+Δ²M", "delta2")}
 #: Epoch budget of the paper rows on 2 CPU cores (early stopping usually ends them sooner).
-PAPER_EPOCHS = 4
+PAPER_EPOCHS = 10
 PAPER_PATIENCE = 2
 
 
