@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command setup on Debian 12: Debian packages, .venv, the project; then runs the main job.
 #
-#   bash setup.sh            set up, then run the main job on the embedded demo library + default model
+#   bash setup.sh            set up, then run the main job: a spoken search of the embedded demo library with the
+#                            default model, printed here, then the viewer opened on it (terminal only without a display)
 #   bash setup.sh --no-run   set up only (CI uses this before running the tests)
 #
 # Safe to re-run: installs only what is missing.
@@ -53,5 +54,12 @@ echo "setup: installing the project and its pinned dependencies into .venv (torc
   || { echo "setup: the installed packages do not import; see the messages above" >&2; exit 1; }
 
 if [ "$RUN_MAIN" = 1 ]; then
-  exec .venv/bin/dvan info
+  .venv/bin/dvan info
+  # builds the demo library on first run (~/.local/share/dvan/demo-library) and searches it with the demo queries
+  .venv/bin/dvan demo
+  if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
+    echo "setup: opening the viewer on the demo library (hold Space or the button and speak)"
+    exec .venv/bin/dvan-app --demo
+  fi
+  echo "setup: no display here; on a desktop session start the viewer with: .venv/bin/dvan-app --demo"
 fi

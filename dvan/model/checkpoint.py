@@ -47,6 +47,10 @@ def save_checkpoint(model: DVAN, path: str | Path, info: dict[str, Any] | None =
     save_file(tensors, str(partial), metadata=metadata)
     with open(partial, "rb") as handle:
         os.fsync(handle.fileno())
+    # safetensors creates files private (0600); a shipped or shared model must be readable by its users
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(partial, 0o666 & ~umask)
     os.replace(partial, path)
     return path
 
