@@ -25,7 +25,7 @@ def app_world() -> dict[str, Path]:
         from make_app_world import make_app_world
 
         root = Path(tempfile.mkdtemp(prefix="dvan-app-world-"))
-        _WORLD.update(make_app_world(root / "world", epochs=3))
+        _WORLD.update(make_app_world(root / "world", epochs=2))
     return _WORLD
 
 

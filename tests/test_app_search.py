@@ -90,6 +90,8 @@ def test_selecting_a_georeferenced_result_shows_crs_footprint_and_asks_the_map(q
         panel.search_file(world["query_stripes"])
     row = next(i for i, h in enumerate(panel.model.hits) if h.tile.georeferenced and h.tile.crs == "EPSG:32611")
     tile = panel.model.hits[row].tile
+    other = 1 if row == 0 else 0
+    panel.grid.setCurrentIndex(panel.model.index(other))  # the best result starts selected
     with qtbot.waitSignal(panel.tile_selected) as blocker:
         panel.grid.setCurrentIndex(panel.model.index(row))
     assert blocker.args == [tile.id]
