@@ -13,7 +13,9 @@ What it does, all offline and seeded:
    chips) is written as a PNG with one sentence about its class, spoken by
    :func:`dvan.data.speak.speak_captions` (espeak-ng), and added with
    :func:`dvan.library.captions.add_captions`; the same files are the Training tab's collection;
-3. opens the viewer on it with the model, speaks the demo query "airplanes" into the search,
+3. starts a virtual microphone (a private PulseAudio server, ``tests/data/virtual_mic.py``) when
+   PulseAudio is installed, so the Settings tab lists audio devices as on a desktop;
+4. opens the viewer on it with the model, speaks the demo query "airplanes" into the search,
    centres the map on the results, ranks captions for the best tile, imports the demo sources
    into a second library (Library tab), fine-tunes for a few epochs (Training tab), and saves
    one PNG per tab.
@@ -164,6 +166,18 @@ def main(argv: list[str] | None = None) -> int:
             add_captions(library, manifest, bundle)
     manifest = work / "spoken" / "manifest.jsonl"
 
+    # a desktop has a sound server; give the headless run one too (tests/data/virtual_mic.py), so the Settings tab
+    # lists audio devices as it would there
+    sys.path.insert(0, str(ROOT / "tests" / "data"))
+    from virtual_mic import VirtualMicUnavailable, pulse_environment, start_virtual_microphone
+
+    mic = None
+    try:
+        mic = start_virtual_microphone(work / "pulse")
+        os.environ.update(pulse_environment(mic.runtime))
+    except VirtualMicUnavailable as exc:
+        print(f"no virtual microphone ({exc}); the Settings tab will list no audio devices", flush=True)
+
     from PySide6.QtWidgets import QApplication
 
     from app.backend import Backend, reserve_gui_core
@@ -246,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     window.tabs.setCurrentWidget(window.settings_panel)
     shoot("settings")
     window.close()
+    if mic is not None:
+        mic.stop()
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -24,11 +24,19 @@ class VirtualMicUnavailable(RuntimeError):
     """PulseAudio cannot be started here; the message says why."""
 
 
-def pulse_environment(runtime: Path) -> dict[str, str]:
-    """Environment variables that point PulseAudio clients (paplay, pactl, libpulse) at the private server."""
+def server_environment(runtime: Path) -> dict[str, str]:
+    """Environment of the private server and its tools (pactl, paplay): everything it writes stays in ``runtime``."""
     return {"XDG_RUNTIME_DIR": str(runtime), "PULSE_RUNTIME_PATH": str(runtime / "pulse"),
             "PULSE_SERVER": f"unix:{runtime / 'pulse' / 'native'}", "PULSE_STATE_PATH": str(runtime / "state"),
             "PULSE_COOKIE": str(runtime / "cookie"), "HOME": str(runtime)}
+
+
+def pulse_environment(runtime: Path) -> dict[str, str]:
+    """What a client process (the app, through ALSA's pulse plugin) needs to reach the server: only its address.
+
+    The server accepts anonymous clients, so nothing else (HOME, a cookie, a runtime folder) has to change.
+    """
+    return {"PULSE_SERVER": f"unix:{runtime / 'pulse' / 'native'}"}
 
 
 @dataclass
@@ -65,7 +73,7 @@ def start_virtual_microphone(runtime: Path, timeout_s: float = 15.0) -> VirtualM
         raise VirtualMicUnavailable(f"{', '.join(missing)} not installed (Debian: pulseaudio pulseaudio-utils)")
     (runtime / "pulse").mkdir(parents=True, exist_ok=True)
     runtime.chmod(0o700)
-    env = {**os.environ, **pulse_environment(runtime)}
+    env = {**os.environ, **server_environment(runtime)}
     log_path = runtime / "pulseaudio.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
