@@ -62,7 +62,7 @@ if [ "$PURGE" = 1 ]; then
   DATA="${XDG_DATA_HOME:-$USER_HOME/.local/share}"; CONFIG="${XDG_CONFIG_HOME:-$USER_HOME/.config}"
   CACHE="${XDG_CACHE_HOME:-$USER_HOME/.cache}"
   targets=()
-  for path in "$DATA/dvan" "$DATA/dvan-app" "$CONFIG/dvan" "$CACHE/dvan" "${DVAN_CACHE:-}"; do
+  for path in "$DATA/dvan" "$DATA/dvan-app" "$CONFIG/dvan" "$CACHE/dvan" "${DVAN_CACHE:-}" "${DVAN_APP_DATA:-}"; do
     [ -n "$path" ] && [ -e "$path" ] && targets+=("$path")
   done
   if ((${#targets[@]} == 0)); then say "--purge: no dvan user data found under $USER_HOME"; exit 0; fi
