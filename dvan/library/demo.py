@@ -71,6 +71,12 @@ def ensure_demo_library(path: str | Path | None = None, model: str | Path | Mode
     try:
         report: ImportReport = import_paths(library, sources, bundle=bundle, tile_size=DEMO_TILE_SIZE, overlap=0,
                                             progress=progress, cancel=cancel)
+        captions_manifest = demo_dir() / "captions" / "manifest.jsonl"
+        if bundle is not None and captions_manifest.is_file() and not report.failed:
+            # the demo's spoken captions make image -> audio search (the Captions tab) work out of the box
+            from dvan.library.captions import add_captions
+
+            add_captions(library, captions_manifest, bundle, progress=progress, cancel=cancel)
     finally:
         library.close()
     if report.failed:
