@@ -20,7 +20,7 @@ done
 # Debian packages: PortAudio for sounddevice, libpulse for QtMultimedia, xcb bits for Qt under X,
 # libsndfile for soundfile, espeak-ng/flite/sox for 'dvan speak', PulseAudio for the virtual-microphone
 # test, Xvfb for screenshots.
-DEB_PACKAGES=(libportaudio2 libpulse0 libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1
+DEB_PACKAGES=(libportaudio2 libpulse0 libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxcb-shape0 libwayland-cursor0 libxkbcommon-x11-0 libegl1 libgl1
   libsndfile1 espeak-ng flite sox pulseaudio pulseaudio-utils libasound2-plugins xvfb python3-venv)
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do

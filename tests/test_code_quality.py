@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_ruff_is_clean() -> None:
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "dvan", "app", "tests", "benchmarks"],
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "dvan", "app", "tests", "benchmarks", "installers"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
