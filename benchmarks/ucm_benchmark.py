@@ -118,12 +118,15 @@ def ablation_configs() -> dict[str, tuple[str, TrainConfig]]:
                                 "other-class image) instead of the in-batch loss", replace(base, loss="pair_ce")),
         "plus-6ep-pair-positives": ("in-batch positives: only the caption's own image, not all same-class images",
                                     replace(base, positives="pair")),
-        "plus-6ep-nce-only": ("in-batch loss: softmax term only (no eq. 6 term over the B x B pairs)",
-                              replace(base, loss="inbatch_nce")),
         "plus-6ep-no-augment": ("no augmentation (no speed/noise copies, time stretch or SpecAugment)",
                                 replace(base, augment=AugmentConfig())),
         "plus-6ep-logmel": ("40 log-mel bands instead of M + ΔM + Δ²M (12 each)",
                             replace(base, model=replace(base.model, audio=dvan_plus_audio("spectrogram")))),
+        "plus-6ep-paper1d": ("audio branch: the paper's Table I 1-D CNN over the flattened vector (36 x 512 "
+                             "frames) instead of tconv's time-frequency convolutions pooled over time",
+                             replace(base, model=replace(base.model, audio_branch="paper1d",
+                                                         audio=replace(dvan_plus_audio(), layout="flat",
+                                                                       max_frames=512)))),
     }
 
 
