@@ -275,6 +275,10 @@ def write_report() -> Path:
             ours = results["plus"][key]
             lines.append(f"| {direction} | **dvan-plus** | ours (Lite0) | " + " | ".join(_pct(ours[k]) for k in keys)
                          + " |")
+    figure = _write_pr_figure(results)
+    if figure is not None:
+        lines += ["", f"Precision-recall curves of these rows (the paper's Fig. 2 layout): `{figure.name}`.", "",
+                  f"![precision-recall curves]({figure.name})"]
     lines += ["", "## Table II (UCM): matching accuracy", "",
               "Accuracy of the k = 2 classifier on each test caption with its own image and with one random image of "
               "another class (balanced, threshold 0.5).", "", "| model | paper | ours |", "|---|---|---|"]
@@ -355,6 +359,19 @@ def write_report() -> Path:
     path = RESULTS / "ucm.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _write_pr_figure(results: dict[str, dict[str, Any]]) -> Path | None:
+    """benchmarks/results/ucm_pr.png: test PR curves of the Table IV rows and dvan-plus on shared axes."""
+    from dvan.eval.plots import plot_pr_comparison
+
+    rows = {model: results[run] for run, (model, _) in PAPER_ROWS.items() if run in results}
+    if "plus" in results:
+        rows["dvan-plus"] = results["plus"]
+    if not rows:
+        return None
+    return plot_pr_comparison(rows, RESULTS / "ucm_pr.png",
+                              title="Spoken UCM, test split, class-level relevance (paper preset rows and dvan-plus)")
 
 
 def export_default(run: str = "plus") -> Path:

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from dvan.cli.main import main
 from dvan.errors import Cancelled, TrainingError
+from dvan.eval.plots import plot_pr_comparison
 from dvan.model.factory import create_model
 from dvan.progress import CancelToken, Progress
 from dvan.train import make_train_config, train
@@ -69,6 +70,11 @@ def test_cli_train_then_eval_report(tiny: dict[str, Path], tmp_path: Path, capsy
     assert set(report["pairs"]) == {"audio_to_image", "image_to_audio", "mR"}
     assert 0.0 <= report["matching_accuracy"] <= 1.0
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+    compared = plot_pr_comparison({"run A": report, "run B": report}, tmp_path / "compare.png", title="two runs")
+    assert compared.stat().st_size > 10_000 and compared.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="no reports"):
+        plot_pr_comparison({}, tmp_path / "empty.png")
 
 
 def test_dvan_plus_learns_and_caches_features(tiny: dict[str, Path], tmp_path: Path) -> None:
