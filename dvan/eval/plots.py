@@ -1,4 +1,4 @@
-"""Precision-recall curves of an evaluation report as a PNG (matplotlib, Agg; no pyplot state)."""
+"""Precision-recall curves of evaluation reports as a PNG (matplotlib, Agg; no pyplot state)."""
 
 from __future__ import annotations
 
@@ -17,28 +17,8 @@ def plot_pr_curves(report: dict[str, Any], path: str | Path, title: str | None =
         path: the PNG to write.
         title: figure title (defaults to the split and checkpoint name).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure = Figure(figsize=(10, 4.2), dpi=110)
-    FigureCanvasAgg(figure)
-    for position, (key, name) in enumerate(_DIRECTIONS):
-        axes = figure.add_subplot(1, 2, position + 1)
-        section = report[key]
-        curve = section["pr_curve"]
-        axes.plot(curve["recall"], curve["precision"], linewidth=1.8)
-        axes.set_xlim(0, 1)
-        axes.set_ylim(0, 1.02)
-        axes.set_xlabel("recall")
-        axes.set_ylabel("precision")
-        axes.set_title(f"{name}  (MAP {100 * section['map']:.2f})")
-        axes.grid(alpha=0.3)
-    figure.suptitle(title or f"{report.get('split', '')} split, {Path(str(report.get('checkpoint', ''))).name}")
-    figure.tight_layout()
-    figure.savefig(path)
-    return path
+    title = title or f"{report.get('split', '')} split, {Path(str(report.get('checkpoint', ''))).name}"
+    return _draw({"": report}, Path(path), title)
 
 
 def plot_pr_comparison(reports: Mapping[str, dict[str, Any]], path: str | Path, title: str = "") -> Path:
@@ -52,29 +32,37 @@ def plot_pr_comparison(reports: Mapping[str, dict[str, Any]], path: str | Path, 
     Raises:
         ValueError: no reports.
     """
+    if not reports:
+        raise ValueError("no reports to plot")
+    return _draw(reports, Path(path), title)
+
+
+def _draw(reports: Mapping[str, dict[str, Any]], path: Path, title: str) -> Path:
+    """One panel per direction; a single unlabelled report puts its MAP in the panel title instead of a legend."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    if not reports:
-        raise ValueError("no reports to plot")
-    path = Path(path)
+    single = len(reports) == 1 and "" in reports
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure = Figure(figsize=(11, 4.6), dpi=110)
+    figure = Figure(figsize=(10, 4.2) if single else (11, 4.6), dpi=110)
     FigureCanvasAgg(figure)
     for position, (key, name) in enumerate(_DIRECTIONS):
         axes = figure.add_subplot(1, 2, position + 1)
         for label, report in reports.items():
             section = report[key]
             curve = section["pr_curve"]
-            axes.plot(curve["recall"], curve["precision"], linewidth=1.6,
+            axes.plot(curve["recall"], curve["precision"], linewidth=1.8 if single else 1.6,
                       label=f"{label} (MAP {100 * section['map']:.1f})")
         axes.set_xlim(0, 1)
         axes.set_ylim(0, 1.02)
         axes.set_xlabel("recall")
         axes.set_ylabel("precision")
-        axes.set_title(name)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7, loc="lower left")
+        if single:
+            axes.set_title(f"{name}  (MAP {100 * reports[''][key]['map']:.2f})")
+        else:
+            axes.set_title(name)
+            axes.legend(fontsize=7, loc="lower left")
     if title:
         figure.suptitle(title)
     figure.tight_layout()
