@@ -166,6 +166,7 @@ def test_presets_and_config_round_trip() -> None:
     assert paper.model.audio_branch == "paper1d" and paper.model.audio.representation == "spectrogram"
     plus = make_train_config("dvan-plus")
     assert plus.model.audio_branch == "tconv" and plus.loss.startswith("inbatch")
+    assert plus.model.audio.representation == "spectrogram" and plus.model.audio.n_coefficients == 40
     assert TrainConfig.from_dict(json.loads(json.dumps(plus.to_dict()))) == plus
     with pytest.raises(ValueError, match="unknown preset"):
         make_train_config("vgg")
