@@ -50,7 +50,8 @@ from dvan.data.speak import SpeakConfig, SpeakReport, Voice, speak_captions  # n
 from dvan.progress import Progress  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CAPTIONS = ROOT.parent / "shared" / "benchmark" / "ucm" / "captions.json"
+# The workplace keeps the benchmark beside the repository; a clone elsewhere passes --captions or sets this variable.
+DEFAULT_CAPTIONS = Path(os.environ.get("DVAN_UCM_CAPTIONS") or ROOT.parent / "shared" / "benchmark" / "ucm" / "captions.json")
 DEFAULT_OUT = ROOT / "benchmarks" / "work" / "ucm_spoken"
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -138,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="engine processes at once")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if not args.captions.is_file():
+        print(f"{args.captions}: no UCM-captions file there; pass --captions PATH/TO/captions.json (the folder that "
+              "also holds the UC Merced images) or set DVAN_UCM_CAPTIONS", file=sys.stderr)
+        return 1
     check_voice_split()
     out: Path = args.out
     ready = out / "READY"
