@@ -292,10 +292,7 @@ class LibraryPanel(QWidget):
         else:
             text = (f"{report.tiles} tiles imported in {report.seconds:.1f} s ({report.tiles_per_second:.1f} tiles/s)"
                     f" from {len(report.files)} file(s)" + (f"; {failed} failed (see the report)" if failed else ""))
-        if report.cancelled:
-            self.job.set_idle(text)
-        else:
-            self.job.set_done(text)
+        self.job.set_idle(text, done=not report.cancelled)
         self.say(text, error=bool(failed))
 
     def _failed(self, error: BaseException) -> None:

@@ -541,10 +541,7 @@ class TrainingPanel(QWidget):
         self._job_idle(str(error) if isinstance(error, DvanError) else f"{type(error).__name__}: {error}", error=True)
 
     def _job_idle(self, text: str, error: bool = False, done: bool = False) -> None:
-        if done:
-            self.job.set_done(text)
-        else:
-            self.job.set_idle(text)
+        self.job.set_idle(text, done=done)
         self.say(text, error=error)
         self.refresh_curves()
         self.refresh()

@@ -241,19 +241,11 @@ class JobBar(QWidget):
         self._unit = rate_unit
         self.set_idle("")
 
-    def set_idle(self, text: str) -> None:
-        """No job: empty bar and a message."""
+    def set_idle(self, text: str, done: bool = False) -> None:
+        """No job running: a message, under an empty bar, or a full "done" bar when a job just finished."""
         self.bar.setRange(0, 1)
-        self.bar.setValue(0)
-        self.bar.setFormat("")
-        self.label.setText(text)
-        self.cancel_button.setEnabled(False)
-
-    def set_done(self, text: str) -> None:
-        """A job finished: full bar and its summary."""
-        self.bar.setRange(0, 1)
-        self.bar.setValue(1)
-        self.bar.setFormat("done")
+        self.bar.setValue(1 if done else 0)
+        self.bar.setFormat("done" if done else "")
         self.label.setText(text)
         self.cancel_button.setEnabled(False)
 

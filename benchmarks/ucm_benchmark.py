@@ -333,45 +333,19 @@ def write_report() -> Path:
         lines += ["", f"## Ablation of dvan-plus (one change at a time, {ABLATION_EPOCHS} epochs each)", "",
                   f"Every row trains {ABLATION_EPOCHS} epochs (cosine schedule over {ABLATION_EPOCHS}) to fit the CPU "
                   "budget; the shipped dvan-plus trains up to 12. Δ val is against the reference row. A change that "
-                  "beats the reference on val MAP is rerun on the full budget in the next table.", "",
-                  "| run | change | val MAP | Δ val | test MAP A→I | test MAP I→A | unseen MAP A→I | unseen MAP I→A |",
-                  "|---|---|---|---|---|---|---|---|"]
-        base_val = results["plus-6ep"]["run"]["val"]["map"]
-        for run, (change, _) in ablation_configs().items():
-            if run not in results:
-                continue
-            r = results[run]
-            val = r["run"]["val"]["map"]
-            delta = "-" if run == "plus-6ep" else f"{100 * (val - base_val):+.2f}"
-            u = results.get(f"{run}_unseen")
-            lines.append(f"| {run} | {change} | {_pct(val)} | {delta} | {_pct(r['audio_to_image']['map'])} | "
-                         f"{_pct(r['image_to_audio']['map'])} | "
-                         f"{_pct(u['audio_to_image']['map']) if u else '-'} | "
-                         f"{_pct(u['image_to_audio']['map']) if u else '-'} |")
-    full = {run: change for run, (change, _) in full_budget_configs().items() if run in results}
-    if "plus-mfcc-stack" in full:
-        adopted = "40 log-mel bands instead of M + ΔM + Δ²M: adopted, this is dvan-plus as shipped"
-        seeds = {run: change for run, change in full.items() if run.endswith("-seed1")}
-        full = {**{run: change for run, change in full.items() if run not in seeds}, "plus": adopted, **seeds}
+                  "beats the reference on val MAP is rerun on the full budget in the next table.", ""]
+        lines += _change_table(results, {run: change for run, (change, _) in ablation_configs().items()}, "plus-6ep")
+    if "plus-mfcc-stack" in results:
+        full = {run: change for run, (change, _) in full_budget_configs().items() if not run.endswith("-seed1")}
+        full["plus"] = "40 log-mel bands instead of M + ΔM + Δ²M: adopted, this is dvan-plus as shipped"
+        full |= {run: change for run, (change, _) in full_budget_configs().items() if run.endswith("-seed1")}
         lines += ["", "## Full budget: the changes that won the short ablation", "",
                   "Same budget as the shipped dvan-plus (up to 12 epochs, cosine schedule, best val epoch kept), "
                   "one change at a time against dvan-plus on M + ΔM + Δ²M. Decision record: log-mel, best on val "
                   "MAP, was adopted. Dropping augmentation also gained on val MAP and was not adopted: the validation "
                   "captions are read by the training voices, so val MAP cannot see voice robustness, which the "
-                  "unseen-voice columns show augmentation buys (it was chosen before they were measured).", "",
-                  "| run | change | val MAP | Δ val | test MAP A→I | test MAP I→A | unseen MAP A→I | unseen MAP I→A |",
-                  "|---|---|---|---|---|---|---|---|"]
-        plus_val = results["plus-mfcc-stack"]["run"]["val"]["map"]
-        for run, change in full.items():
-            if run not in results:
-                continue
-            r, u = results[run], results.get(f"{run}_unseen")
-            val = r["run"]["val"]["map"]
-            delta = "-" if run == "plus-mfcc-stack" else f"{100 * (val - plus_val):+.2f}"
-            lines.append(f"| {run} | {change} | {_pct(val)} | {delta} | {_pct(r['audio_to_image']['map'])} | "
-                         f"{_pct(r['image_to_audio']['map'])} | "
-                         f"{_pct(u['audio_to_image']['map']) if u else '-'} | "
-                         f"{_pct(u['image_to_audio']['map']) if u else '-'} |")
+                  "unseen-voice columns show augmentation buys (it was chosen before they were measured).", ""]
+        lines += _change_table(results, full, "plus-mfcc-stack")
     unseen = {run: results[f"{run}_unseen"] for run in all_configs() if f"{run}_unseen" in results}
     if unseen:
         lines += ["", "## Unseen voices", "",
@@ -407,6 +381,23 @@ def write_report() -> Path:
     path = RESULTS / "ucm.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _change_table(results: dict[str, dict[str, Any]], changes: dict[str, str], reference: str) -> list[str]:
+    """Markdown rows: each run's change, val MAP and its difference to the reference run, test and unseen MAPs."""
+    lines = ["| run | change | val MAP | Δ val | test MAP A→I | test MAP I→A | unseen MAP A→I | unseen MAP I→A |",
+             "|---|---|---|---|---|---|---|---|"]
+    reference_val = results[reference]["run"]["val"]["map"]
+    for run, change in changes.items():
+        if run not in results:
+            continue
+        r, u = results[run], results.get(f"{run}_unseen")
+        val = r["run"]["val"]["map"]
+        delta = "-" if run == reference else f"{100 * (val - reference_val):+.2f}"
+        lines.append(f"| {run} | {change} | {_pct(val)} | {delta} | {_pct(r['audio_to_image']['map'])} | "
+                     f"{_pct(r['image_to_audio']['map'])} | {_pct(u['audio_to_image']['map']) if u else '-'} | "
+                     f"{_pct(u['image_to_audio']['map']) if u else '-'} |")
+    return lines
 
 
 def _write_pr_figure(results: dict[str, dict[str, Any]]) -> Path | None:

@@ -196,14 +196,13 @@ def demo_plan() -> tuple[str, str]:
     return "untrained", "the default model is not installed"
 
 
-def demo_options() -> str:
-    dvan = Path(sys.executable).parent / "dvan"
+def demo_options(dvan: Path) -> str:
     return subprocess.run([str(dvan), "demo", "--help"], capture_output=True, text=True, timeout=600).stdout
 
 
 def run_demo(untrained: bool) -> str:
     dvan = Path(sys.executable).parent / "dvan"
-    options = demo_options()
+    options = demo_options(dvan)
     with tempfile.TemporaryDirectory(prefix="dvan-selfcheck-") as tmp:
         cmd = [str(dvan), "demo"]
         if "--library" in options:
