@@ -1,6 +1,6 @@
 """Spoken UCM benchmark: the paper's Table II/IV rows, the dvan-plus preset with its ablation, unseen voices.
 
-Commands (from the repository root; 2 shared CPU cores, about an hour in all on this machine)::
+Commands (from the repository root; each run trains on one core, the epochs of all runs add up to about 4 hours)::
 
     .venv/bin/python benchmarks/ucm_speak.py                      # spoken UCM -> benchmarks/work/ucm_spoken
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ucm_benchmark.py all
