@@ -131,8 +131,77 @@ def _report(report: SpeakReport, seconds: float) -> dict[str, Any]:
             "wall_seconds": round(seconds, 1), "manifest": str(report.manifest)}
 
 
+def speak_corpus(captions: Path, out: Path, *, corpus: str, results_name: str, jobs: int = 2, seed: int = 0,
+                 distinct: bool = False) -> int:
+    """Speak one caption corpus in both voice conditions; write stats, the READY note and the results summary.
+
+    Args:
+        captions: the corpus's captions.json (UCM-captions schema).
+        out: output folder (git-ignored).
+        corpus: its name in the READY note.
+        results_name: file name of the summary under benchmarks/results/.
+        jobs: engine processes at once.
+        seed: seed of every random choice.
+        distinct: speak each distinct sentence of an image once.
+    """
+    check_voice_split()
+    ready = out / "READY"
+    ready.unlink(missing_ok=True)
+
+    base_config = SpeakConfig(voices=SEEN_VOICES, seed=seed)
+    unseen_config = SpeakConfig(voices=SEEN_VOICES, split_voices={"test": UNSEEN_VOICES}, seed=seed)
+    started = time.monotonic()
+    base = speak_captions(captions, out, base_config, manifest_name="manifest.jsonl", jobs=jobs, distinct=distinct,
+                          progress=LogProgress("seen voices"))
+    base_s = time.monotonic() - started
+    print(base.summary(), flush=True)
+    started = time.monotonic()
+    unseen = speak_captions(captions, out, unseen_config, manifest_name="manifest_unseen.jsonl", jobs=jobs,
+                            distinct=distinct, progress=LogProgress("unseen-voice test"))
+    unseen_s = time.monotonic() - started
+    print(unseen.summary(), flush=True)
+
+    stats = {
+        "captions": str(captions),
+        "seed": seed,
+        "distinct_sentences_only": distinct,
+        "seen_voices": list(SEEN_VOICES),
+        "unseen_voices": list(UNSEEN_VOICES),
+        "runs": {"manifest.jsonl": _report(base, base_s), "manifest_unseen.jsonl": _report(unseen, unseen_s)},
+        "manifest.jsonl": _durations(out / "manifest.jsonl"),
+        "manifest_unseen.jsonl": _durations(out / "manifest_unseen.jsonl"),
+        "machine": {"cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()), "jobs": jobs,
+                    "python": platform.python_version()},
+    }
+    (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    summary = {k: v for k, v in stats.items() if k != "captions"}
+    for name in ("manifest.jsonl", "manifest_unseen.jsonl"):
+        summary[name] = {k: v for k, v in stats[name].items() if k != "voices_by_split"}
+    for run in summary["runs"].values():
+        run.pop("manifest", None)  # a machine path
+    (RESULTS / results_name).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+    base_d, unseen_d = stats["manifest.jsonl"], stats["manifest_unseen.jsonl"]
+    ready.write_text(
+        f"Spoken {corpus} benchmark: complete.\n\n"
+        f"manifest.jsonl         {base_d['entries']} captions, {base_d['images']} images, splits {base_d['by_split']};\n"
+        "                       every split spoken by the SEEN voices (seen-voice condition).\n"
+        f"manifest_unseen.jsonl  {unseen_d['entries']} captions; same train/val audio, the test captions\n"
+        "                       re-spoken by the UNSEEN voices, never used in train/val.\n"
+        f"SEEN voices ({len(SEEN_VOICES)}): {' '.join(SEEN_VOICES)}\n"
+        f"UNSEEN voices ({len(UNSEEN_VOICES)}): {' '.join(UNSEEN_VOICES)}\n"
+        f"audio: 16 kHz mono 16-bit WAV; durations (s) {base_d['seconds']}\n"
+        f"seed {seed}; speaking took {base_s:.0f} s (seen) + {unseen_s:.0f} s (unseen test) with {jobs} jobs;\n"
+        f"skipped captions: {len(base.skipped)} + {len(unseen.skipped)}. Details: stats.json.\n"
+        "Read with dvan.data.manifest.read_manifest(path).\n",
+        encoding="utf-8")
+    print(f"wrote {ready}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Speak both conditions, write stats, the READY note and the results summary."""
+    """Speak spoken UCM in both voice conditions."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--captions", type=Path, default=DEFAULT_CAPTIONS, help="UCM-captions captions.json")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (git-ignored)")
@@ -143,58 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.captions}: no UCM-captions file there; pass --captions PATH/TO/captions.json (the folder that "
               "also holds the UC Merced images) or set DVAN_UCM_CAPTIONS", file=sys.stderr)
         return 1
-    check_voice_split()
-    out: Path = args.out
-    ready = out / "READY"
-    ready.unlink(missing_ok=True)
-
-    base_config = SpeakConfig(voices=SEEN_VOICES, seed=args.seed)
-    unseen_config = SpeakConfig(voices=SEEN_VOICES, split_voices={"test": UNSEEN_VOICES}, seed=args.seed)
-    started = time.monotonic()
-    base = speak_captions(args.captions, out, base_config, manifest_name="manifest.jsonl", jobs=args.jobs,
-                          progress=LogProgress("seen voices"))
-    base_s = time.monotonic() - started
-    print(base.summary(), flush=True)
-    started = time.monotonic()
-    unseen = speak_captions(args.captions, out, unseen_config, manifest_name="manifest_unseen.jsonl",
-                            jobs=args.jobs, progress=LogProgress("unseen-voice test"))
-    unseen_s = time.monotonic() - started
-    print(unseen.summary(), flush=True)
-
-    stats = {
-        "captions": str(args.captions),
-        "seed": args.seed,
-        "seen_voices": list(SEEN_VOICES),
-        "unseen_voices": list(UNSEEN_VOICES),
-        "runs": {"manifest.jsonl": _report(base, base_s), "manifest_unseen.jsonl": _report(unseen, unseen_s)},
-        "manifest.jsonl": _durations(out / "manifest.jsonl"),
-        "manifest_unseen.jsonl": _durations(out / "manifest_unseen.jsonl"),
-        "machine": {"cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()), "jobs": args.jobs,
-                    "python": platform.python_version()},
-    }
-    (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    summary = {k: v for k, v in stats.items() if k != "captions"}
-    for name in ("manifest.jsonl", "manifest_unseen.jsonl"):
-        summary[name] = {k: v for k, v in stats[name].items() if k != "voices_by_split"}
-    (RESULTS / "ucm_speak.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-
-    base_d, unseen_d = stats["manifest.jsonl"], stats["manifest_unseen.jsonl"]
-    ready.write_text(
-        "Spoken UCM benchmark: complete.\n\n"
-        f"manifest.jsonl         {base_d['entries']} captions, {base_d['images']} images, splits {base_d['by_split']};\n"
-        "                       every split spoken by the SEEN voices (seen-voice condition).\n"
-        f"manifest_unseen.jsonl  {unseen_d['entries']} captions; same train/val audio, the test captions\n"
-        "                       re-spoken by the UNSEEN voices, never used in train/val.\n"
-        f"SEEN voices ({len(SEEN_VOICES)}): {' '.join(SEEN_VOICES)}\n"
-        f"UNSEEN voices ({len(UNSEEN_VOICES)}): {' '.join(UNSEEN_VOICES)}\n"
-        f"audio: 16 kHz mono 16-bit WAV; durations (s) {base_d['seconds']}\n"
-        f"seed {args.seed}; speaking took {base_s:.0f} s (seen) + {unseen_s:.0f} s (unseen test) with {args.jobs} jobs;\n"
-        f"skipped captions: {len(base.skipped)} + {len(unseen.skipped)}. Details: stats.json.\n"
-        "Read with dvan.data.manifest.read_manifest(path).\n",
-        encoding="utf-8")
-    print(f"wrote {ready}", flush=True)
-    return 0
+    return speak_corpus(args.captions, args.out, corpus="UCM", results_name="ucm_speak.json", jobs=args.jobs,
+                        seed=args.seed)
 
 
 if __name__ == "__main__":

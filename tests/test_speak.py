@@ -88,8 +88,8 @@ def test_rerun_reuses_finished_files(captions: dict[str, Path], tmp_path: Path) 
 def test_unspeakable_captions_are_reported_by_line_and_skipped(captions: dict[str, Path], tmp_path: Path) -> None:
     report = speak_captions(captions["jsonl"], tmp_path / "out", SpeakConfig(voices=VOICES))
     [empty] = report.skipped
-    assert empty.line == 4 and "line 4" in empty.where and "empty text" in empty.reason
-    # punctuation only: the engine runs but says nothing audible -> skipped with the voice named
+    assert empty.line == 4 and "line 4" in empty.where and "no words" in empty.reason
+    # punctuation only (RSICD has captions that are just "."): no words, skipped before the engine runs
     punct = tmp_path / "punct.jsonl"
     image = captions["root"] / "images/beach/beach00.png"
     punct.write_text(json.dumps({"image": str(image), "label": "beach", "split": "test", "text": "."}) + "\n"
@@ -97,10 +97,10 @@ def test_unspeakable_captions_are_reported_by_line_and_skipped(captions: dict[st
     report = speak_captions(punct, tmp_path / "punct", SpeakConfig(voices=("espeak:en-us",)))
     assert report.spoken == 1
     [silent] = report.skipped
-    assert silent.line == 1 and "espeak:en-us" in silent.reason and "no audible speech" in silent.reason
+    assert silent.line == 1 and "no words" in silent.reason
     # nothing speakable at all is an error naming the first problem
     punct.write_text(json.dumps({"image": str(image), "label": "beach", "split": "test", "text": " "}) + "\n")
-    with pytest.raises(SpeechError, match="line 1: empty text"):
+    with pytest.raises(SpeechError, match="line 1: no words"):
         speak_captions(punct, tmp_path / "none", SpeakConfig(voices=("espeak:en-us",)))
 
 
@@ -193,9 +193,32 @@ def test_cli_speaks_and_reports(captions: dict[str, Path], tmp_path: Path, capsy
     assert code == 0
     captured = capsys.readouterr()
     assert "4 spoken, 0 reused, 1 skipped" in captured.out
-    assert "line 4: empty text" in captured.err
+    assert "line 4: no words in the text" in captured.err
     entries = read_manifest(out / "manifest.jsonl")
     assert len(entries) == 4 and [e.speaker for e in entries if e.split == "test"] == ["flite:rms"]
     assert main(["speak", str(captions["jsonl"]), str(out), "--voices", "espeak:en-zz", "--quiet"]) == 2
     assert "no language 'en-zz'" in capsys.readouterr().err
     assert main(["speak", str(captions["jsonl"]), str(out), "--split-voices", "test", "--quiet"]) == 2
+
+
+def test_distinct_speaks_each_sentence_of_an_image_once(tmp_path: Path) -> None:
+    image = tmp_path / "images" / "beach00.png"
+    image.parent.mkdir()
+    image.write_bytes(b"not read by speak")
+    other = tmp_path / "images" / "beach01.png"
+    other.write_bytes(b"not read by speak")
+    items = [{"image": "images/beach00.png", "class": "beach", "split": "train",
+              "captions": ["Sand and sea .", "sand and sea", "Waves on the sand.", "Sand and sea .", "."]},
+             {"image": "images/beach01.png", "class": "beach", "split": "train", "captions": ["sand and sea"] * 5}]
+    path = tmp_path / "captions.json"
+    path.write_text(json.dumps({"items": items}), encoding="utf-8")
+    assert len(read_captions(path)) == 10
+    kept = read_captions(path, distinct=True)
+    # case and punctuation do not make a new sentence; each image keeps its own copy; "." is kept (then skipped)
+    assert [(c.image_key, c.index, c.text) for c in kept] == [
+        ("images/beach00", 0, "Sand and sea ."), ("images/beach00", 1, "Waves on the sand."),
+        ("images/beach00", 2, "."), ("images/beach01", 0, "sand and sea")]
+    report = speak_captions(path, tmp_path / "out", SpeakConfig(voices=VOICES), distinct=True)
+    assert report.spoken == 3 and [s.line for s in report.skipped] == [5]
+    speakers = [e.speaker for e in report.entries[:2]]
+    assert speakers[0] != speakers[1]  # renumbered captions of one image still get different voices

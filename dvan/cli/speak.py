@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     bar = TqdmProgress(unit="caption", disable=args.quiet)
     try:
         report = speak_captions(args.captions, args.out_dir, config, manifest_name=args.manifest, limit=args.limit,
-                                jobs=args.jobs, progress=bar)
+                                distinct=args.distinct, jobs=args.jobs, progress=bar)
     finally:
         bar.close()
     for skipped in report.skipped:
@@ -70,6 +70,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="add pink noise at an SNR drawn from this range in dB")
     parser.add_argument("--reverb", action="store_true", help="convolve with a synthetic room impulse response")
     parser.add_argument("--limit", type=int, help="speak only the first N captions")
+    parser.add_argument("--distinct", action="store_true",
+                        help="speak each distinct sentence of an image once (captions that repeat a sentence, "
+                             "ignoring case and punctuation, are left out)")
     parser.add_argument("--jobs", type=int, default=2, help="engine processes at once (default 2)")
     parser.add_argument("--manifest", default="manifest.jsonl", help="manifest file name inside OUT_DIR")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

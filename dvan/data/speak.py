@@ -21,13 +21,14 @@ Properties the benchmark and the app rely on:
   effects, recipe version). Files are written to a temporary name and renamed, so a file that
   exists is complete and is reused on the next run; a changed setting gives a new name instead of
   a stale reuse. The manifest is written atomically once every caption has been handled.
-* Forgiving per caption: empty text, a missing image or an engine failure skips that caption and
+* Forgiving per caption: text with no words, a missing image or an engine failure skips that caption and
   reports it with its line; only problems with the whole job (no engine, unknown voice, unreadable
   caption file) raise :class:`~dvan.errors.SpeechError`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -266,8 +267,15 @@ class _EngineFailure(Exception):
 # ---------------------------------------------------------------------------------------------- captions
 
 
-def read_captions(path: str | Path) -> list[Caption]:
+def read_captions(path: str | Path, distinct: bool = False) -> list[Caption]:
     """Read a caption file: JSON Lines (one caption a line) or the UCM-captions JSON.
+
+    Args:
+        path: the caption file.
+        distinct: keep only the first of an image's captions that read the same (compared without case,
+            punctuation or extra spaces). RSICD, for one, repeats one sentence five times for many images;
+            speaking it five times would weight those images five-fold. Kept captions are renumbered
+            0, 1, ... per image, so their voices still differ.
 
     Raises:
         SpeechError: the file is missing or malformed; the message names the line or item.
@@ -289,7 +297,28 @@ def read_captions(path: str | Path) -> list[Caption]:
         captions = _read_jsonl(path, raw)
     if not captions:
         raise SpeechError(f"{path}: holds no captions")
-    return captions
+    return _distinct_per_image(captions) if distinct else captions
+
+
+def sentence_key(text: str) -> str:
+    """What two captions must share to count as the same sentence: words, without case or punctuation."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
+
+
+def _distinct_per_image(captions: list[Caption]) -> list[Caption]:
+    seen: dict[str, set[str]] = {}
+    kept: list[Caption] = []
+    for caption in captions:
+        sentences = seen.setdefault(caption.image_key, set())
+        key = sentence_key(caption.text)
+        if key in sentences:
+            continue
+        sentences.add(key)
+        index = len(sentences) - 1
+        # an explicit id stays; a positional key follows the new numbering
+        renumbered = caption.key if not caption.key.endswith(f"#{caption.index}") else f"{caption.image_key}#{index}"
+        kept.append(dataclasses.replace(caption, key=renumbered, index=index))
+    return kept
 
 
 def _read_jsonl(path: Path, raw: str) -> list[Caption]:
@@ -580,6 +609,7 @@ def speak_captions(
     *,
     manifest_name: str = "manifest.jsonl",
     limit: int | None = None,
+    distinct: bool = False,
     jobs: int = 2,
     progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,
@@ -592,6 +622,7 @@ def speak_captions(
         config: voices, rate, pitch, effects and seed; defaults to :class:`SpeakConfig()`.
         manifest_name: file name of the manifest inside ``out_dir``.
         limit: speak only the first ``limit`` captions of the file.
+        distinct: speak each distinct sentence of an image once (see :func:`read_captions`).
         jobs: engine processes run at once.
         progress: receives ``Progress("speak", done, total, message)`` after every caption.
         cancel: checked before every caption. On cancel, files already written stay (a rerun reuses
@@ -615,7 +646,7 @@ def speak_captions(
     if limit is not None and limit < 1:
         raise SpeechError(f"limit={limit}: must be at least 1")
     out_dir = Path(out_dir).resolve()
-    captions = read_captions(captions_path)
+    captions = read_captions(captions_path, distinct=distinct)
     if limit is not None:
         captions = captions[:limit]
     plans = [plan_utterance(caption, config, out_dir) for caption in captions]
@@ -630,8 +661,8 @@ def speak_captions(
         caption = utt.caption
         if cancel.cancelled:
             return i, "cancelled"
-        if not caption.text.strip():
-            return i, "skip:empty text; nothing to speak"
+        if not sentence_key(caption.text):
+            return i, "skip:no words in the text; nothing to speak"
         if not caption.image.is_file():
             return i, f"skip:image file {caption.image} does not exist"
         if _is_done(utt.audio):
