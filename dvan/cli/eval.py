@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dvan.cli._collection_args import add_label_arguments
+from dvan.data.collections import LabelPolicy
 from dvan.data.manifest import SPLITS
 from dvan.eval.evaluate import evaluate
 from dvan.progress import TqdmProgress
@@ -37,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     bar = TqdmProgress(disable=args.quiet)
     try:
         report = evaluate(args.checkpoint, args.manifest, split=args.split, device=args.device,
-                          cache_dir=args.cache_dir, progress=bar)
+                          cache_dir=args.cache_dir, progress=bar,
+                          labels=LabelPolicy.from_file(args.labels, args.label_aliases))
     finally:
         bar.close()
     print(format_report(report))
@@ -57,7 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``dvan eval``."""
     parser = subparsers.add_parser("eval", help="evaluate a checkpoint on a manifest split (both directions)")
     parser.add_argument("checkpoint", help="model checkpoint (.safetensors)")
-    parser.add_argument("manifest", help="collection manifest (JSON Lines)")
+    parser.add_argument("manifest", nargs="+", help="collection manifest (JSON Lines); several are one gallery")
+    add_label_arguments(parser)
     parser.add_argument("--split", choices=SPLITS, default="test", help="split to evaluate (default test)")
     parser.add_argument("--json", default=None, help="write the full report (every number) to this JSON file")
     parser.add_argument("--pr-curve", default=None, help="write precision-recall curves to this PNG")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from dvan.cli._collection_args import add_label_arguments
 from dvan.config import Representation
+from dvan.data.collections import LabelPolicy
 from dvan.progress import TqdmProgress
 from dvan.train.config import PRESETS, make_train_config
 from dvan.train.loop import train
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     bar = TqdmProgress(disable=args.quiet)
     try:
         result = train(args.manifest, config, args.out_dir, progress=bar, device=args.device,
-                       resume=not args.no_resume, cache_dir=args.cache_dir, init_checkpoint=args.init)
+                       resume=not args.no_resume, cache_dir=args.cache_dir, init_checkpoint=args.init,
+                       labels=LabelPolicy.from_file(args.labels, args.label_aliases))
     finally:
         bar.close()
     print(f"best checkpoint: {result.checkpoint} (epoch {result.best_epoch} of {result.epochs}, {result.stop_reason})")
@@ -44,13 +47,16 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``dvan train``."""
     parser = subparsers.add_parser("train", help="train a model on a manifest (resumable)")
-    parser.add_argument("manifest", help="collection manifest (JSON Lines) with train and val captions")
+    parser.add_argument("manifest", nargs="+",
+                        help="collection manifest (JSON Lines) with train and val captions; several train one model "
+                             "on their union")
     parser.add_argument("out_dir", help="folder for best.safetensors, resume.safetensors and train_log.jsonl")
     parser.add_argument("--preset", choices=PRESETS, default="dvan-plus",
                         help="dvan-plus (default, better) or paper (the paper's recipe)")
     parser.add_argument("--representation", choices=REPRESENTATIONS, default=None,
                         help="audio representation (paper rows: mfcc=CNN+M, delta=CNN+ΔM, delta2=CNN+Δ²M, "
                              "spectrogram=CNN+SPEC); default: the preset's")
+    add_label_arguments(parser)
     parser.add_argument("--epochs", type=int, default=None, help="most epochs (default: the preset's)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the preset's)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")

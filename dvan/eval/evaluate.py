@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from dvan.config import AudioConfig
-from dvan.data.manifest import read_manifest
+from dvan.data.collections import LabelPolicy, read_collections
 from dvan.eval.metrics import DEFAULT_KS, DEFAULT_MAP_AT, cross_modal_report, matching_accuracy
 from dvan.model.dvan import DVAN
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
@@ -96,20 +96,23 @@ def summary(report: dict[str, Any]) -> dict[str, float | None]:
             "matching_accuracy": report["matching_accuracy"]}
 
 
-def evaluate(checkpoint: str | Path, manifest: str | Path, split: str = "test", device: str | torch.device = "auto",
-             cache_dir: str | Path | None = None, progress: ProgressCallback = no_progress,
-             cancel: CancelToken | None = None, backbone_weights: str | Path | None = None) -> dict[str, Any]:
-    """Evaluate a checkpoint on one split of a manifest.
+def evaluate(checkpoint: str | Path, manifest: str | Path | Sequence[str | Path], split: str = "test",
+             device: str | torch.device = "auto", cache_dir: str | Path | None = None,
+             progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
+             backbone_weights: str | Path | None = None, labels: LabelPolicy | None = None) -> dict[str, Any]:
+    """Evaluate a checkpoint on one split of a manifest (or of several, as one gallery).
 
     Args:
         checkpoint: a model checkpoint (``best.safetensors`` of a training run, or the default model).
-        manifest: a collection manifest (JSON Lines).
+        manifest: a collection manifest (JSON Lines), or several: their split is searched as one
+            gallery, classes joined by ``labels``.
         split: "train", "val" or "test".
         device: "auto", "cpu", "cuda", ...
         cache_dir: feature cache folder (default ``$DVAN_CACHE`` or ``~/.cache/dvan``).
         progress: progress callback.
         cancel: cancellation token.
         backbone_weights: explicit backbone weights (the paper's VGG16).
+        labels: how the classes of several manifests are joined (default: same name = same class).
 
     Returns:
         A JSON-ready report: ``checkpoint``, ``manifest``, ``split``, ``created``, ``seconds``,
@@ -120,10 +123,12 @@ def evaluate(checkpoint: str | Path, manifest: str | Path, split: str = "test", 
     from dvan.model.factory import create_model
     from dvan.train.cache import FeatureCache
     from dvan.train.data import load_split
+    from dvan.train.loop import manifest_record
 
     started = time.monotonic()
     bundle = create_model(checkpoint=checkpoint, device=device, backbone_weights=backbone_weights)
-    entries = read_manifest(manifest)
+    labels = labels or LabelPolicy()
+    entries = read_collections(manifest, labels)
     data = load_split(entries, split, bundle.config, FeatureCache(cache_dir), lambda: bundle.backbone,
                       progress=progress, cancel=cancel)
     progress(Progress("evaluate", 0, 1, f"scoring {len(data.captions)} captions x {len(data.image_paths)} images"))
@@ -133,7 +138,8 @@ def evaluate(checkpoint: str | Path, manifest: str | Path, split: str = "test", 
     info = bundle.info
     return {
         "checkpoint": str(Path(checkpoint).resolve()),
-        "manifest": str(Path(manifest).resolve()),
+        "manifest": manifest_record(manifest),
+        "labels": labels.to_dict(),
         "split": split,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(time.monotonic() - started, 2),

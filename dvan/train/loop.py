@@ -18,6 +18,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dvan.data.manifest import read_manifest
+from dvan.data.collections import LabelPolicy, read_collections
 from dvan.device import resolve_device
 from dvan.errors import CheckpointMismatchError, TrainingError
 from dvan.eval.evaluate import score_split, split_metrics, summary
@@ -205,14 +206,24 @@ class _Trainer:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in summary(report).items()}
 
 
-def train(manifest: str | Path, train_config: TrainConfig, out_dir: str | Path,
+def manifest_record(manifest: str | Path | Sequence[str | Path]) -> str | list[str]:
+    """The manifest(s) of a run as recorded in logs and checkpoints: one path, or a list of several."""
+    if isinstance(manifest, str | Path):
+        return str(Path(manifest).resolve())
+    paths = [str(Path(m).resolve()) for m in manifest]
+    return paths[0] if len(paths) == 1 else paths
+
+
+def train(manifest: str | Path | Sequence[str | Path], train_config: TrainConfig, out_dir: str | Path,
           progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
           device: str | torch.device = "auto", resume: bool = True, cache_dir: str | Path | None = None,
-          backbone_weights: str | Path | None = None, init_checkpoint: str | Path | None = None) -> TrainResult:
+          backbone_weights: str | Path | None = None, init_checkpoint: str | Path | None = None,
+          labels: LabelPolicy | None = None) -> TrainResult:
     """Train a DVAN model on a manifest's train split, early-stopping on its val split.
 
     Args:
-        manifest: collection manifest (JSON Lines) with train and val captions.
+        manifest: collection manifest (JSON Lines) with train and val captions, or several, trained on
+            as one collection (their train splits together, validated on their val splits together).
         train_config: what to train and how (see :func:`dvan.train.config.make_train_config`).
         out_dir: folder for ``best.safetensors``, ``resume.safetensors`` and ``train_log.jsonl``.
         progress: progress callback; stages "audio features", "image features", "train".
@@ -225,6 +236,8 @@ def train(manifest: str | Path, train_config: TrainConfig, out_dir: str | Path,
         init_checkpoint: start from this checkpoint's weights (fine-tuning, e.g. the default model)
             instead of a random initialisation; its model config must equal ``train_config.model``.
             Ignored when resuming (the resume file has the weights).
+        labels: how the classes of several manifests are joined (:mod:`dvan.data.collections`;
+            default: same name = same class).
 
     Returns:
         The best checkpoint and its validation metrics.
@@ -263,7 +276,8 @@ def train(manifest: str | Path, train_config: TrainConfig, out_dir: str | Path,
                                 "model config (architecture and audio front end)") from exc
         bundle.model.load_state_dict(initial.state_dict())
     cache = FeatureCache(cache_dir)
-    entries = read_manifest(manifest)
+    labels = labels or LabelPolicy()
+    entries = read_collections(manifest, labels)
     train_data = load_split(entries, "train", train_config.model, cache, lambda: bundle.backbone,
                             train_config.augment, progress, cancel)
     val_data = load_split(entries, "val", train_config.model, cache, lambda: bundle.backbone,
@@ -278,8 +292,8 @@ def train(manifest: str | Path, train_config: TrainConfig, out_dir: str | Path,
         state = restore(resume_data[0], resume_data[1], trainer.model, trainer.optimizer)
         rng.bit_generator.state = state.numpy_rng
         log.truncate_after(state.step)
-    log.write({"event": "start", "preset": train_config.preset, "manifest": str(Path(manifest).resolve()),
-               "init_checkpoint": str(Path(init_checkpoint).resolve()) if init_checkpoint else None,
+    log.write({"event": "start", "preset": train_config.preset, "manifest": manifest_record(manifest),
+               "labels": labels.to_dict(), "init_checkpoint": str(Path(init_checkpoint).resolve()) if init_checkpoint else None,
                "device": str(resolved), "resumed_from_epoch": state.epoch, "train_captions": len(train_data.captions),
                "val_captions": len(val_data.captions), "skipped": train_data.skipped + val_data.skipped,
                "steps_per_epoch": trainer.steps_per_epoch, "config": config_dict})
@@ -327,7 +341,7 @@ def train(manifest: str | Path, train_config: TrainConfig, out_dir: str | Path,
             state.best_score, state.best_epoch, state.best_val, state.stale_epochs = score, epoch, val, 0
             save_checkpoint(model, best_path, info={
                 "trained": True, "preset": train_config.preset, "val": val, "epoch": epoch,
-                "manifest": str(Path(manifest).resolve()), "train_config": config_dict,
+                "manifest": manifest_record(manifest), "labels": labels.to_dict(), "train_config": config_dict,
                 "init_checkpoint": str(Path(init_checkpoint).resolve()) if init_checkpoint else None})
         else:
             state.stale_epochs += 1

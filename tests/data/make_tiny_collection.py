@@ -43,8 +43,13 @@ def _texture(label: str, rng: np.random.Generator) -> np.ndarray:
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
-def make_tiny_collection(out: Path, seed: int = 0) -> Path:
-    """Write images, WAVs and ``manifest.jsonl`` under ``out``; return the manifest path."""
+def make_tiny_collection(out: Path, seed: int = 0, label_names: dict[str, str] | None = None) -> Path:
+    """Write images, WAVs and ``manifest.jsonl`` under ``out``; return the manifest path.
+
+    ``label_names`` renames classes in the manifest (a second collection that spells its classes
+    its own way, for the multi-collection tests).
+    """
+    names = label_names or {}
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     lines = []
@@ -60,7 +65,8 @@ def make_tiny_collection(out: Path, seed: int = 0) -> Path:
                 (out / audio).parent.mkdir(parents=True, exist_ok=True)
                 subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(out / audio), text],
                                check=True, capture_output=True)
-                lines.append(json.dumps({"image": str(image), "audio": str(audio), "label": label, "split": split,
+                lines.append(json.dumps({"image": str(image), "audio": str(audio), "label": names.get(label, label),
+                                         "split": split,
                                          "text": text, "speaker": voice}))
     manifest = out / "manifest.jsonl"
     manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
