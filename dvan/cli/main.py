@@ -16,7 +16,7 @@ from dvan import __version__
 from dvan.errors import Cancelled, DvanError
 
 #: Sub-command modules, in the order ``dvan --help`` lists them.
-COMMAND_MODULES = ("info", "speak", "train", "eval", "library", "search", "captions", "demo")
+COMMAND_MODULES = ("info", "speak", "train", "eval", "calibrate", "library", "search", "captions", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ import torch
 
 from dvan.config import AudioConfig
 from dvan.data.collections import LabelPolicy, read_collections
+from dvan.eval.calibration import class_matches, reliability, sigmoid
 from dvan.eval.metrics import DEFAULT_KS, DEFAULT_MAP_AT, cross_modal_report, matching_accuracy
 from dvan.model.dvan import DVAN
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
@@ -118,7 +119,9 @@ def evaluate(checkpoint: str | Path, manifest: str | Path | Sequence[str | Path]
         A JSON-ready report: ``checkpoint``, ``manifest``, ``split``, ``created``, ``seconds``,
         ``model`` (its config), ``checkpoint_info``, ``counts``, ``units`` ("fraction"),
         ``audio_to_image`` and ``image_to_audio`` (map, map@150, p@K, r@K, f@K, pr_curve, ...),
-        ``pairs`` (pair-level r@K both ways and mR), ``matching_accuracy`` and ``skipped``.
+        ``pairs`` (pair-level r@K both ways and mR), ``matching_accuracy``, ``calibration`` (reliability
+        curve, expected calibration error and Brier score of p over every caption-image pair, a pair
+        matching when both are of one class; :mod:`dvan.eval.calibration`) and ``skipped``.
     """
     from dvan.model.factory import create_model
     from dvan.train.cache import FeatureCache
@@ -134,6 +137,7 @@ def evaluate(checkpoint: str | Path, manifest: str | Path | Sequence[str | Path]
     progress(Progress("evaluate", 0, 1, f"scoring {len(data.captions)} captions x {len(data.image_paths)} images"))
     logits = score_split(bundle.model, data.image_features, data.audio, bundle.device, cancel)
     report = split_metrics(logits, data.caption_labels, data.image_labels, data.caption_image)
+    report["calibration"] = reliability(sigmoid(logits), class_matches(data.caption_labels, data.image_labels)).to_dict()
     progress(Progress("evaluate", 1, 1, "done"))
     info = bundle.info
     return {

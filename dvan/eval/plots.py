@@ -68,3 +68,54 @@ def _draw(reports: Mapping[str, dict[str, Any]], path: Path, title: str) -> Path
     figure.tight_layout()
     figure.savefig(path)
     return path
+
+
+def plot_reliability(curves: Mapping[str, dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Reliability diagram: fraction of matching pairs against mean predicted p, one line per curve.
+
+    Args:
+        curves: legend label -> a ``calibration`` record of an evaluation report
+            (:meth:`dvan.eval.calibration.Reliability.to_dict`), drawn in this order.
+        path: the PNG to write.
+        title: figure title.
+
+    Raises:
+        ValueError: no curves.
+    """
+    if not curves:
+        raise ValueError("no reliability curves to plot")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure = Figure(figsize=(10, 4.4), dpi=110)
+    FigureCanvasAgg(figure)
+    diagram, histogram = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+    diagram.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for label, curve in curves.items():
+        points = [(c, a) for c, a in zip(curve["confidence"], curve["accuracy"], strict=True)
+                  if c is not None and a is not None]
+        diagram.plot([c for c, _ in points], [a for _, a in points], marker="o", markersize=3, linewidth=1.5,
+                     label=f"{label} (ECE {100 * curve['ece']:.1f})")
+        edges = curve["edges"]
+        centres = [(lo + hi) / 2 for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+        histogram.plot(centres, [max(c, 1) for c in curve["counts"]], marker="o", markersize=3, linewidth=1.2,
+                       label=label)
+    diagram.set_xlim(0, 1)
+    diagram.set_ylim(0, 1.02)
+    diagram.set_xlabel("predicted match probability p (bin mean)")
+    diagram.set_ylabel("fraction of pairs that match")
+    diagram.grid(alpha=0.3)
+    diagram.legend(fontsize=7, loc="upper left")
+    histogram.set_yscale("log")
+    histogram.set_xlim(0, 1)
+    histogram.set_xlabel("predicted match probability p")
+    histogram.set_ylabel("pairs per bin")
+    histogram.grid(alpha=0.3)
+    histogram.legend(fontsize=7)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
