@@ -208,12 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="*", help="run names for train/evaluate (default: all)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    missing = [m for m in (UCM, UCM_UNSEEN, RSICD, RSICD_UNSEEN) if not m.is_file()]
+    names = args.runs or list(runs())
+    needed = {m for name in names if name in runs() for m in runs()[name]["manifests"]} \
+        if args.stage == "train" else {UCM, UCM_UNSEEN, RSICD, RSICD_UNSEEN}
+    missing = sorted(str(m) for m in needed if not m.is_file())
     if missing and args.stage not in ("report", "prepare"):
-        print(f"missing spoken corpora: {', '.join(map(str, missing))}; run benchmarks/ucm_speak.py and "
+        print(f"missing spoken corpora: {', '.join(missing)}; run benchmarks/ucm_speak.py and "
               "benchmarks/rsicd_speak.py first", file=sys.stderr)
         return 1
-    names = args.runs or list(runs())
     stages = ["prepare", "train", "evaluate", "calibrate", "report"] if args.stage == "all" else [args.stage]
     started = time.monotonic()
     for stage in stages:

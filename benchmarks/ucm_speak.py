@@ -178,8 +178,10 @@ def speak_corpus(captions: Path, out: Path, *, corpus: str, results_name: str, j
     summary = {k: v for k, v in stats.items() if k != "captions"}
     for name in ("manifest.jsonl", "manifest_unseen.jsonl"):
         summary[name] = {k: v for k, v in stats[name].items() if k != "voices_by_split"}
-    for run in summary["runs"].values():
-        run.pop("manifest", None)  # a machine path
+    for run in summary["runs"].values():  # machine paths out: the caption file by name only
+        run.pop("manifest", None)
+        for skipped in run["skipped"]:
+            skipped["where"] = skipped["where"].replace(str(captions), captions.name)
     (RESULTS / results_name).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
     base_d, unseen_d = stats["manifest.jsonl"], stats["manifest_unseen.jsonl"]
