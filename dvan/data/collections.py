@@ -120,3 +120,11 @@ def read_collections(paths: str | Path | Sequence[str | Path], policy: LabelPoli
                                     f"{known[0]!r} in {known[1]}; give it one class or join them with an alias")
             entries.append(replace(entry, label=label))
     return entries
+
+
+def manifest_record(manifest: str | Path | Sequence[str | Path]) -> str | list[str]:
+    """The manifest(s) of a run as recorded in logs and checkpoints: one path, or a list of several."""
+    if isinstance(manifest, str | Path):
+        return str(Path(manifest).resolve())
+    paths = [str(Path(m).resolve()) for m in manifest]
+    return paths[0] if len(paths) == 1 else paths

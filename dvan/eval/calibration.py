@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dvan.data.collections import LabelPolicy, read_collections
+from dvan.data.collections import LabelPolicy, manifest_record, read_collections
 from dvan.model.fusion import FusionScorer
 from dvan.progress import CancelToken, ProgressCallback, no_progress
 
@@ -160,7 +160,6 @@ def calibrate_checkpoint(checkpoint: str | Path, manifest: str | Path | Sequence
     from dvan.model.factory import create_model
     from dvan.train.cache import FeatureCache
     from dvan.train.data import load_split
-    from dvan.train.loop import manifest_record
 
     bundle = create_model(checkpoint=checkpoint, device=device)
     entries = read_collections(manifest, labels or LabelPolicy())

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from dvan.config import AudioConfig
-from dvan.data.collections import LabelPolicy, read_collections
+from dvan.data.collections import LabelPolicy, manifest_record, read_collections
 from dvan.eval.calibration import class_matches, reliability, sigmoid
 from dvan.eval.metrics import DEFAULT_KS, DEFAULT_MAP_AT, cross_modal_report, matching_accuracy
 from dvan.model.dvan import DVAN
@@ -126,7 +126,6 @@ def evaluate(checkpoint: str | Path, manifest: str | Path | Sequence[str | Path]
     from dvan.model.factory import create_model
     from dvan.train.cache import FeatureCache
     from dvan.train.data import load_split
-    from dvan.train.loop import manifest_record
 
     started = time.monotonic()
     bundle = create_model(checkpoint=checkpoint, device=device, backbone_weights=backbone_weights)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dvan.data.collections import LabelPolicy, read_collections
+from dvan.data.collections import LabelPolicy, manifest_record, read_collections
 from dvan.device import resolve_device
 from dvan.errors import CheckpointMismatchError, TrainingError
 from dvan.eval.evaluate import score_split, split_metrics, summary
@@ -204,14 +204,6 @@ class _Trainer:
         report = split_metrics(logits, self.val_data.caption_labels, self.val_data.image_labels,
                                self.val_data.caption_image, curve=False)
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in summary(report).items()}
-
-
-def manifest_record(manifest: str | Path | Sequence[str | Path]) -> str | list[str]:
-    """The manifest(s) of a run as recorded in logs and checkpoints: one path, or a list of several."""
-    if isinstance(manifest, str | Path):
-        return str(Path(manifest).resolve())
-    paths = [str(Path(m).resolve()) for m in manifest]
-    return paths[0] if len(paths) == 1 else paths
 
 
 def train(manifest: str | Path | Sequence[str | Path], train_config: TrainConfig, out_dir: str | Path,
