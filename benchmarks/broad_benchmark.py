@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                 if name in runs():
                     train_run(name, args.device)
         elif stage == "evaluate":
+            keep_ucm_model()
             for name in (["ucm", *names] if not args.runs else names):
                 evaluate_run(name, args.device)
         elif stage == "calibrate":
