@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -161,6 +162,17 @@ def conditions(name: str) -> dict[str, list[Path]]:
     return out
 
 
+def portable(value: Any) -> Any:
+    """The same JSON with paths inside the repository made relative to it (results name no machine paths)."""
+    if isinstance(value, str):
+        return value.replace(f"{ROOT}{os.sep}", "")
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    return value
+
+
 def evaluate_run(name: str, device: str) -> None:
     """Evaluate one run on every test condition into results/broad_<run>_<condition>.json."""
     from dvan.eval.evaluate import evaluate
@@ -185,7 +197,7 @@ def evaluate_run(name: str, device: str) -> None:
                              "train_seconds": _train_seconds(log), "labels": runs()[name]["labels"].to_dict(),
                              "train_config": runs()[name]["config"].to_dict()}
         report["system"] = _sysinfo()
-        _write_json(path, report)
+        _write_json(path, portable(report))
         print(f"[{name}] {condition}: MAP A->I {100 * report['audio_to_image']['map']:.2f} "
               f"I->A {100 * report['image_to_audio']['map']:.2f}", flush=True)
 

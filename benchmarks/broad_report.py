@@ -15,6 +15,7 @@ from broad_benchmark import (
     ROOT,
     conditions,
     merged,
+    portable,
     runs,
 )
 from ucm_benchmark import _pct, _write_json
@@ -45,7 +46,7 @@ def evaluate_calibrated(checkpoint: Path, device: str) -> None:
         report = evaluate(checkpoint, manifests, "test", device=device, cache_dir=CACHE, labels=merged())
         keep = {k: report[k] for k in ("split", "counts", "calibration", "matching_accuracy", "checkpoint_info")}
         keep["map"] = {"audio_to_image": report["audio_to_image"]["map"], "image_to_audio": report["image_to_audio"]["map"]}
-        _write_json(RESULTS / f"broad_both-calibrated_{condition}.json", keep)
+        _write_json(RESULTS / f"broad_both-calibrated_{condition}.json", portable(keep))
         print(f"[both-calibrated] {condition}: ECE {100 * report['calibration']['ece']:.2f}", flush=True)
 
 
