@@ -17,17 +17,25 @@ import. Removed tiles leave unused rows behind ("holes"); they are never scored.
 
 A :class:`Library` object may be shared between threads (its SQLite connection is guarded by
 a lock); any number of processes may read while one writes.
+
+Damage (a file shorter than recorded, or missing) is refused on open and before any write, and
+``dvan library check`` finds and repairs the rest (see :mod:`dvan.library.integrity`). A library
+on a read-only folder or mount opens read-only (SQLite ``mode=ro``, or ``immutable`` when not even
+its lock files can be made): info and search work, writes say it is read-only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import sqlite3
+import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +44,13 @@ from typing import Any
 import numpy as np
 
 from dvan.config import BACKBONE_DIMS
-from dvan.errors import BackboneMismatchError, LibraryError
+from dvan.errors import (
+    BackboneMismatchError,
+    DiskFullError,
+    LibraryDamagedError,
+    LibraryError,
+    ReadOnlyLibraryError,
+)
 from dvan.library.raster import TileWindow
 
 LIBRARY_FORMAT = 1
@@ -218,9 +232,53 @@ class RowFile:
             return np.zeros((0, self.width), dtype=self.dtype)
         size = self.path.stat().st_size if self.path.exists() else 0
         if size < rows * self.row_bytes:
-            raise LibraryError(f"{self.path}: holds {size // self.row_bytes} rows but the library records {rows}; "
-                               "the library folder was damaged: re-index it with 'dvan library reindex'")
+            raise LibraryDamagedError(f"{self.path}: damaged: holds {size // self.row_bytes} rows but the library "
+                                      f"records {rows}; run 'dvan library check {self.path.parent} --repair'")
         return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(rows, self.width))
+
+
+#: errno values that mean the disk (or the user's quota, or the file-size limit) is full.
+_DISK_FULL = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if e is not None)
+
+
+def _writable(folder: Path, database: Path) -> bool:
+    """Whether the library can be written: permissions, then a real write probe (root ignores
+    permissions, a read-only mount does not)."""
+    if not (os.access(folder, os.W_OK) and os.access(database, os.W_OK)):
+        return False
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dvan-write-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
+def _disk_is_full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has (next to) no space left for this user."""
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs (Windows): cannot tell
+        return False
+    return stats.f_bavail * stats.f_frsize < 64 * 1024
+
+
+def _connect_read_only(database: Path) -> sqlite3.Connection:
+    """A read-only connection: ``mode=ro`` (sees a WAL others write), else ``immutable`` (when SQLite
+    cannot even make its shared-memory file next to the database)."""
+    uri = "file:" + urllib.parse.quote(str(database.resolve()))
+    for suffix in ("?mode=ro", "?mode=ro&immutable=1"):
+        connection = sqlite3.connect(uri + suffix, uri=True, isolation_level=None, check_same_thread=False,
+                                     timeout=30.0)
+        try:
+            connection.execute("SELECT COUNT(*) FROM meta").fetchone()
+            return connection
+        except sqlite3.OperationalError:
+            connection.close()
+            if suffix.endswith("immutable=1"):
+                raise
+    raise AssertionError("unreachable")
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
@@ -262,8 +320,9 @@ def _tuple4(values: Sequence[Any]) -> tuple[float, float, float, float] | None:
 class Library:
     """An open tile library. Create with :meth:`create`, open with :meth:`open`."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, connection: sqlite3.Connection, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         self._db = connection
         self._lock = threading.RLock()
         self._live_cache: tuple[int, np.ndarray] | None = None
@@ -315,35 +374,61 @@ class Library:
         return cls(path, connection)
 
     @classmethod
-    def open(cls, path: str | Path) -> Library:
-        """Open an existing library.
+    def open(cls, path: str | Path, verify: bool = True) -> Library:
+        """Open an existing library (read-only when its folder cannot be written).
+
+        Args:
+            path: the library folder.
+            verify: refuse a library whose array files are shorter than recorded or missing
+                (``dvan library check`` opens without, to report and repair them).
 
         Raises:
+            LibraryDamagedError: a file is damaged (names it and the repair command).
             LibraryError: no library there, or one written by another dvan version.
         """
         path = Path(path)
         database = path / DB_NAME
         if not database.is_file():
             raise LibraryError(f"{path}: no library here (no {DB_NAME}); create one with 'dvan library create {path}'")
+        read_only = not _writable(path, database)
         try:
-            connection = cls._connect(database)
+            connection = cls._connect(database, read_only)
             rows = dict(connection.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError as exc:
+            if _disk_is_full(path):  # SQLite cannot make its shared-memory file: not damage
+                raise DiskFullError(f"{path}: disk full: SQLite cannot open the library ({exc}); nothing saved is "
+                                    "lost: free some space and run the command again") from exc
             raise LibraryError(f"{database}: unreadable library database ({exc}); restore it from a backup or "
                                "create a new library") from exc
         version = json.loads(rows.get("format", "null"))
         if version != LIBRARY_FORMAT:
             raise LibraryError(f"{path}: library format {version}, this dvan reads {LIBRARY_FORMAT}; create a new "
                                "library and add the sources again")
-        return cls(path, connection)
+        library = cls(path, connection, read_only)
+        if verify:
+            from dvan.library.integrity import require_intact
+
+            try:
+                require_intact(library)
+            except LibraryError:
+                library.close()
+                raise
+        return library
 
     @staticmethod
-    def _connect(database: Path) -> sqlite3.Connection:
+    def _connect(database: Path, read_only: bool = False) -> sqlite3.Connection:
+        if read_only:
+            return _connect_read_only(database)
         connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False, timeout=30.0)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("PRAGMA foreign_keys=ON")
         return connection
+
+    def sql(self, query: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only SQL query (for checks and reports)."""
+        with self._lock:
+            return self._db.execute(query, parameters).fetchall()
 
     def close(self) -> None:
         """Close the database and drop the memory maps (the object is unusable afterwards)."""
@@ -400,15 +485,30 @@ class Library:
     # -- writing -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def writer(self) -> Iterator[None]:
+    def writer(self, verify: bool = True) -> Iterator[None]:
         """Hold the library's write lock (one writing process at a time; re-entrant in this object).
 
+        Args:
+            verify: refuse to write to a damaged library (a file shorter than recorded, or
+                missing): writing past a short file would fill the gap with zeros. Only the
+                repair itself writes without.
+
         Raises:
+            ReadOnlyLibraryError: the library's folder or files cannot be written.
+            LibraryDamagedError: the library is damaged; names the file and the repair command.
+            DiskFullError: the disk filled up inside the block (what was committed stays).
             LibraryError: another process is writing to the library.
         """
         with self._lock:
             if self._writer_depth == 0:
-                fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+                if self.read_only:
+                    raise ReadOnlyLibraryError(self._read_only_message())
+                try:
+                    fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+                except OSError as exc:
+                    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                        raise ReadOnlyLibraryError(self._read_only_message()) from exc
+                    raise
                 try:
                     import fcntl
 
@@ -420,16 +520,43 @@ class Library:
                     raise LibraryError(f"{self.path}: another dvan process is writing to this library "
                                        "(import, remove or reproject); wait for it to finish") from exc
                 self._lock_fd = fd
-                self._recover()
+                try:
+                    self._recover()
+                    if verify:
+                        from dvan.library.integrity import require_intact
+
+                        require_intact(self)
+                except BaseException:
+                    os.close(fd)
+                    self._lock_fd = None
+                    raise
             self._writer_depth += 1
         try:
             yield
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise DiskFullError(self._disk_full_message(exc)) from exc
+            raise
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):
+                raise DiskFullError(self._disk_full_message(exc)) from exc
+            raise
         finally:
             with self._lock:
                 self._writer_depth -= 1
                 if self._writer_depth == 0 and self._lock_fd is not None:
                     os.close(self._lock_fd)  # closing releases the flock
                     self._lock_fd = None
+
+    def _read_only_message(self) -> str:
+        return (f"{self.path}: the library is read-only (its folder or files cannot be written); it can be "
+                "searched with the projections it holds, but changing it needs a writable copy: copy the folder "
+                "somewhere writable and use that")
+
+    def _disk_full_message(self, exc: BaseException) -> str:
+        reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
+        return (f"{self.path}: disk full ({reason}); nothing saved before is lost (the last batch was not "
+                "committed): free some space and run the same command again to go on where it stopped")
 
     def _require_writer(self) -> None:
         if self._writer_depth == 0:
@@ -673,6 +800,46 @@ class Library:
     def backbone_features(self) -> np.ndarray:
         """Read-only memory map (next_row, backbone_dim) float16 of the backbone features."""
         return self._mapped(self.backbone_file(), self.next_row)
+
+    def backbone_features_unchecked(self, rows: int) -> np.ndarray:
+        """Memory map of the first ``rows`` feature rows the file holds (for checks of a damaged library)."""
+        return self.backbone_file().view(rows)
+
+    # -- repairs (dvan.library.integrity) ----------------------------------------------------------
+
+    def drop_projections(self, kind: str) -> None:
+        """Forget the active "gallery" or "captions" projections (recomputed on the next search/reproject)."""
+        self._require_writer()
+        target = self.gallery_file() if kind == "gallery" else self.captions_file()
+        with self._lock, self._transaction():
+            if kind == "gallery":
+                self._set_meta({"gallery_key": "", "gallery_dim": 0, "gallery_rows": 0, "gallery_model": ""})
+            else:
+                self._set_meta({"captions_key": "", "captions_model": ""})
+        if target is not None:
+            target.path.unlink(missing_ok=True)
+        self._maps.clear()
+
+    def sources_of_rows(self, rows: Sequence[int]) -> list[SourceRecord]:
+        """The sources of the tiles at the given feature rows."""
+        ids: set[int] = set()
+        with self._lock:
+            for start in range(0, len(rows), 500):
+                chunk = [int(r) for r in rows[start:start + 500]]
+                marks = ",".join("?" * len(chunk))
+                ids.update(i for (i,) in self._db.execute(f"SELECT DISTINCT source_id FROM tiles WHERE row IN ({marks})",
+                                                         chunk))
+        return [s for s in self.sources() if s.id in ids]
+
+    def pad_to_records(self) -> None:
+        """Extend short array and thumbnail files with zeros to their recorded length (after their tiles
+        were removed, so the zero rows are unused holes)."""
+        from dvan.library.integrity import pad_file
+
+        self._require_writer()
+        pad_file(self.backbone_file().path, self.next_row * self.backbone_file().row_bytes)
+        pad_file(self.path / THUMBS_FILE, int(self.meta("thumbs_end")))
+        self._maps.clear()
 
     def _mapped(self, target: RowFile, rows: int) -> np.ndarray:
         """A memory map kept open between calls: re-mapping would fault every page in again per query."""
