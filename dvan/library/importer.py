@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from dvan.errors import ImageError, InvalidValueError, UnsafeRasterError
+from dvan.library.files import file_hash
 from dvan.library.projection import ensure_gallery, project_features
 from dvan.library.raster import (
     RasterSource,
@@ -39,7 +40,7 @@ from dvan.library.raster import (
     tile_windows,
 )
 from dvan.library.sandbox import check_path, roots_for
-from dvan.library.store import Library, NewTile, file_hash
+from dvan.library.store import Library, NewTile
 from dvan.model.factory import ModelBundle
 from dvan.model.image_branch import Backbone, create_backbone
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress

@@ -37,7 +37,8 @@ from dvan.errors import LibraryDamagedError
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
 
 if TYPE_CHECKING:
-    from dvan.library.store import Library, RowFile
+    from dvan.library.files import RowFile
+    from dvan.library.store import Library
 
 #: Rows scanned for NaN/Inf per step.
 SCAN_ROWS = 16384

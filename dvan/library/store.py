@@ -28,14 +28,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import sqlite3
-import tempfile
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,12 +41,14 @@ from typing import Any
 import numpy as np
 
 from dvan.config import BACKBONE_DIMS
-from dvan.errors import (
-    BackboneMismatchError,
-    DiskFullError,
-    LibraryDamagedError,
-    LibraryError,
-    ReadOnlyLibraryError,
+from dvan.errors import BackboneMismatchError, DiskFullError, LibraryError, ReadOnlyLibraryError
+from dvan.library.files import (
+    DISK_FULL,
+    RowFile,
+    connect_read_only,
+    disk_is_full,
+    pwrite_all,
+    writable,
 )
 from dvan.library.raster import TileWindow
 
@@ -196,121 +195,6 @@ class NewTile:
     thumbnail: bytes
 
 
-class RowFile:
-    """A raw row-major array file written at row offsets and read through a memory map."""
-
-    def __init__(self, path: Path, width: int, dtype: Any) -> None:
-        self.path = path
-        self.width = width
-        self.dtype = np.dtype(dtype)
-        self.row_bytes = width * self.dtype.itemsize
-
-    def write(self, start_row: int, rows: np.ndarray) -> None:
-        """Write ``rows`` (n, width) starting at ``start_row`` (the file grows as needed)."""
-        data = np.ascontiguousarray(rows, dtype=self.dtype)
-        if data.ndim != 2 or data.shape[1] != self.width:
-            raise ValueError(f"{self.path.name}: expected rows of width {self.width}, got shape {data.shape}")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            _pwrite_all(fd, data.tobytes(), start_row * self.row_bytes)
-        finally:
-            os.close(fd)
-
-    def sync(self) -> None:
-        """Flush the file's data to disk."""
-        if self.path.exists():
-            _fsync_path(self.path)
-
-    def truncate(self, rows: int) -> None:
-        """Cut the file to ``rows`` rows (drops bytes past the committed rows)."""
-        if self.path.exists() and self.path.stat().st_size > rows * self.row_bytes:
-            os.truncate(self.path, rows * self.row_bytes)
-
-    def view(self, rows: int) -> np.ndarray:
-        """A read-only (rows, width) memory map of the first ``rows`` rows."""
-        if rows == 0:
-            return np.zeros((0, self.width), dtype=self.dtype)
-        size = self.path.stat().st_size if self.path.exists() else 0
-        if size < rows * self.row_bytes:
-            raise LibraryDamagedError(f"{self.path}: damaged: holds {size // self.row_bytes} rows but the library "
-                                      f"records {rows}; run 'dvan library check {self.path.parent} --repair'")
-        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(rows, self.width))
-
-
-#: errno values that mean the disk (or the user's quota, or the file-size limit) is full.
-_DISK_FULL = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if e is not None)
-
-
-def _writable(folder: Path, database: Path) -> bool:
-    """Whether the library can be written: permissions, then a real write probe (root ignores
-    permissions, a read-only mount does not)."""
-    if not (os.access(folder, os.W_OK) and os.access(database, os.W_OK)):
-        return False
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".dvan-write-probe-", dir=folder)
-    except OSError:
-        return False
-    os.close(fd)
-    os.unlink(probe)
-    return True
-
-
-def _disk_is_full(folder: Path) -> bool:
-    """Whether the file system of ``folder`` has (next to) no space left for this user."""
-    try:
-        stats = os.statvfs(folder)
-    except (OSError, AttributeError):  # no statvfs (Windows): cannot tell
-        return False
-    return stats.f_bavail * stats.f_frsize < 64 * 1024
-
-
-def _connect_read_only(database: Path) -> sqlite3.Connection:
-    """A read-only connection: ``mode=ro`` (sees a WAL others write), else ``immutable`` (when SQLite
-    cannot even make its shared-memory file next to the database)."""
-    uri = "file:" + urllib.parse.quote(str(database.resolve()))
-    for suffix in ("?mode=ro", "?mode=ro&immutable=1"):
-        connection = sqlite3.connect(uri + suffix, uri=True, isolation_level=None, check_same_thread=False,
-                                     timeout=30.0)
-        try:
-            connection.execute("SELECT COUNT(*) FROM meta").fetchone()
-            return connection
-        except sqlite3.OperationalError:
-            connection.close()
-            if suffix.endswith("immutable=1"):
-                raise
-    raise AssertionError("unreachable")
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    if not hasattr(os, "pwrite"):  # Windows: seek + write on the same descriptor
-        os.lseek(fd, offset, os.SEEK_SET)
-        while view:
-            view = view[os.write(fd, view):]
-        return
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def file_hash(path: Path) -> str:
-    """BLAKE2b digest of a file's bytes (changed-file detection)."""
-    digest = hashlib.blake2b(digest_size=20)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _tuple4(values: Sequence[Any]) -> tuple[float, float, float, float] | None:
     if any(v is None for v in values):
         return None
@@ -390,12 +274,12 @@ class Library:
         database = path / DB_NAME
         if not database.is_file():
             raise LibraryError(f"{path}: no library here (no {DB_NAME}); create one with 'dvan library create {path}'")
-        read_only = not _writable(path, database)
+        read_only = not writable(path, database)
         try:
             connection = cls._connect(database, read_only)
             rows = dict(connection.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError as exc:
-            if _disk_is_full(path):  # SQLite cannot make its shared-memory file: not damage
+            if disk_is_full(path):  # SQLite cannot make its shared-memory file: not damage
                 raise DiskFullError(f"{path}: disk full: SQLite cannot open the library ({exc}); nothing saved is "
                                     "lost: free some space and run the command again") from exc
             raise LibraryError(f"{database}: unreadable library database ({exc}); restore it from a backup or "
@@ -418,7 +302,7 @@ class Library:
     @staticmethod
     def _connect(database: Path, read_only: bool = False) -> sqlite3.Connection:
         if read_only:
-            return _connect_read_only(database)
+            return connect_read_only(database)
         connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False, timeout=30.0)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
@@ -534,7 +418,7 @@ class Library:
         try:
             yield
         except OSError as exc:
-            if exc.errno in _DISK_FULL:
+            if exc.errno in DISK_FULL:
                 raise DiskFullError(self._disk_full_message(exc)) from exc
             raise
         except sqlite3.OperationalError as exc:
@@ -633,7 +517,7 @@ class Library:
                 thumbs = self.path / THUMBS_FILE
                 fd = os.open(thumbs, os.O_RDWR | os.O_CREAT, 0o644)
                 try:
-                    _pwrite_all(fd, blob, thumbs_end)
+                    pwrite_all(fd, blob, thumbs_end)
                     os.fsync(fd)
                 finally:
                     os.close(fd)
