@@ -18,6 +18,10 @@ import numpy as np
 
 from dvan.errors import LibraryDamagedError
 
+#: Rows per digest block of an array file (re-hashing the last block on a commit reads at most
+#: 1024 rows: 2.6 MB of efficientnet-lite0 features).
+DIGEST_BLOCK_ROWS = 1024
+
 
 class RowFile:
     """A raw row-major array file written at row offsets and read through a memory map."""
@@ -132,3 +136,23 @@ def file_hash(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def block_digests(target: RowFile, start: int, end: int) -> list[tuple[int, int, str]]:
+    """(block, rows, digest) of every digest block holding rows ``start`` to ``end`` - 1.
+
+    A block covers rows ``block * DIGEST_BLOCK_ROWS`` onwards, cut at ``end``; ``rows`` says how
+    many, so a block still filling up is re-hashed when rows are appended to it.
+    """
+    if end <= start:
+        return []
+    found = []
+    with open(target.path, "rb") as handle:
+        for block in range(start // DIGEST_BLOCK_ROWS, (end - 1) // DIGEST_BLOCK_ROWS + 1):
+            first = block * DIGEST_BLOCK_ROWS
+            rows = min(end, first + DIGEST_BLOCK_ROWS) - first
+            handle.seek(first * target.row_bytes)
+            data = handle.read(rows * target.row_bytes)
+            found.append((block, rows, hashlib.blake2b(data, digest_size=16).hexdigest()))
+    return found
+

@@ -94,7 +94,8 @@ class ImportReport:
                  f"{len(self.added)} new, {len(self.reindexed)} changed and {len(self.resumed)} resumed file(s); "
                  f"{len(self.unchanged)} unchanged"]
         if self.nodata_skipped:
-            lines.append(f"{self.nodata_skipped} all-nodata window(s) not indexed")
+            lines.append(f"{self.nodata_skipped} all-nodata window(s) not indexed"
+                         + (f" ({self.unread_skipped} never-written, skipped unread)" if self.unread_skipped else ""))
         if self.skipped_files:
             lines.append(f"{self.skipped_files} non-raster file(s) skipped")
         for path, reason in self.failed:

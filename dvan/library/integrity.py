@@ -10,8 +10,10 @@ a truncated or deleted file is a :class:`LibraryDamagedError` naming the file an
 ``dvan library check PATH --repair``, and an import never zero-fills missing rows.
 
 :func:`check_library` (``dvan library check``) reads everything: SQLite's ``integrity_check``,
-the sizes, and NaN/Inf in the backbone features of live tiles, the gallery projections and the
-caption projections. With ``repair`` it fixes what can be recomputed:
+the sizes, NaN/Inf in the backbone features of live tiles, the gallery projections and the caption
+projections, and the per-block digests recorded when the rows were committed (BLAKE2b of every
+1024 rows of each array file, :data:`dvan.library.files.DIGEST_BLOCK_ROWS`; they catch bytes
+overwritten with other finite values). With ``repair`` it fixes what can be recomputed:
 
 * damaged projections (gallery or captions): dropped, so the next search or ``reproject``
   recomputes them from the stored features (and from the caption audio files);
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dvan.errors import LibraryDamagedError
+from dvan.library.files import DIGEST_BLOCK_ROWS, block_digests
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
 
 if TYPE_CHECKING:
@@ -55,7 +58,7 @@ class Problem:
 
     Attributes:
         file: the library file at fault (a name inside the library folder).
-        kind: "size", "missing", "nonfinite", "database" or "thumbnails".
+        kind: "size", "missing", "nonfinite", "digest" or "thumbnails".
         message: one human-readable line.
         rows: feature rows affected (for "nonfinite"/"size" of features), empty otherwise.
     """
@@ -201,6 +204,10 @@ def check_library(library: Library, repair: bool = False, progress: ProgressCall
             report.problems.append(Problem(library.backbone_file().path.name, "nonfinite",
                                            f"{len(bad)} tile(s) with NaN/Inf backbone features", tuple(bad)))
             feature_rows.update(bad)
+        changed = _digest_problem(library, library.backbone_file(), held, live, "backbone features")
+        if changed is not None:
+            report.problems.append(changed)
+            feature_rows.update(changed.rows)
     damaged_thumbs = _thumbnail_rows(library, report)
     projections = _projection_problems(library, live, progress, cancel, report)
     if not repair or report.ok:
@@ -216,7 +223,28 @@ def check_library(library: Library, repair: bool = False, progress: ProgressCall
             report.removed_sources = [s.path for s in sources]
             report.missing_sources = [s.path for s in sources if not s.path.is_file()]
         library.pad_to_records()
+        library.redigest(library.backbone_file(), library.next_row)  # damaged rows are unused holes now
     return report
+
+
+def _digest_problem(library: Library, target: RowFile, rows: int, live: np.ndarray, what: str) -> Problem | None:
+    """Blocks of ``target`` whose bytes differ from the digests recorded at their commit (live rows in them)."""
+    recorded = library.digests(target.path.name)
+    if not recorded or not target.path.exists():
+        return None
+    changed: list[int] = []
+    for block, (count, digest) in sorted(recorded.items()):
+        first = block * DIGEST_BLOCK_ROWS
+        if first + count > rows:  # beyond what the file holds: reported by the size check
+            continue
+        found = block_digests(target, first, first + count)
+        if found and found[0][2] != digest:
+            changed.append(block)
+    if not changed:
+        return None
+    in_blocks = live[np.isin(live // DIGEST_BLOCK_ROWS, changed)]
+    return Problem(target.path.name, "digest", f"{len(changed)} block(s) of {DIGEST_BLOCK_ROWS} rows of {what} "
+                   "changed since they were written", tuple(int(r) for r in in_blocks))
 
 
 def _rows_held(target: RowFile, rows: int) -> int:
@@ -249,6 +277,10 @@ def _projection_problems(library: Library, live: np.ndarray, progress: ProgressC
             if bad:
                 report.problems.append(Problem(gallery.path.name, "nonfinite",
                                                f"{len(bad)} row(s) of gallery projections hold NaN/Inf", tuple(bad)))
+            changed = _digest_problem(library, gallery, rows, live, "gallery projections")
+            if changed is not None:
+                report.problems.append(changed)
+            if bad or changed is not None:
                 damaged.append("gallery")
     captions = library.captions_file()
     if captions is not None:
@@ -261,6 +293,10 @@ def _projection_problems(library: Library, live: np.ndarray, progress: ProgressC
             if bad:
                 report.problems.append(Problem(captions.path.name, "nonfinite",
                                                f"{len(bad)} caption projection(s) hold NaN/Inf", tuple(bad)))
+            changed = _digest_problem(library, captions, rows, held, "caption projections")
+            if changed is not None:
+                report.problems.append(changed)
+            if bad or changed is not None:
                 damaged.append("captions")
     return damaged
 

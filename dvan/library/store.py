@@ -34,7 +34,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +44,16 @@ from dvan.errors import BackboneMismatchError, DiskFullError, LibraryError, Read
 from dvan.library.files import (
     DISK_FULL,
     RowFile,
+    block_digests,
     connect_read_only,
     disk_is_full,
     pwrite_all,
     writable,
 )
 from dvan.library.raster import TileWindow
+from dvan.library.records import Caption, NewTile, SourceRecord, Tile
+
+__all__ = ["Caption", "Library", "NewTile", "RowFile", "SourceRecord", "Tile"]
 
 LIBRARY_FORMAT = 1
 DB_NAME = "library.sqlite"
@@ -59,6 +62,8 @@ THUMBS_FILE = "thumbs.bin"
 LOCK_FILE = ".lock"
 GALLERY_DTYPES = {"float16": ("f16", np.float16), "float32": ("f32", np.float32)}
 
+_DIGESTS_TABLE = ("CREATE TABLE IF NOT EXISTS digests (file TEXT NOT NULL, block INTEGER NOT NULL, rows INTEGER "
+                  "NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (file, block))")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS sources (
@@ -92,6 +97,10 @@ CREATE TABLE IF NOT EXISTS tiles (
 );
 CREATE INDEX IF NOT EXISTS tiles_by_source ON tiles (source_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS tiles_lonlat USING rtree (id, west, east, south, north);
+CREATE TABLE IF NOT EXISTS digests (     -- per-block digests of the array files (dvan.library.integrity)
+    file TEXT NOT NULL, block INTEGER NOT NULL, rows INTEGER NOT NULL, digest TEXT NOT NULL,
+    PRIMARY KEY (file, block)
+);
 CREATE TABLE IF NOT EXISTS captions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     row INTEGER NOT NULL UNIQUE,
@@ -102,97 +111,6 @@ CREATE TABLE IF NOT EXISTS captions (
     UNIQUE (audio, image)
 );
 """
-
-
-@dataclass(frozen=True)
-class Tile:
-    """One indexed tile.
-
-    Attributes:
-        id: stable tile id.
-        row: its row in the feature arrays.
-        source: the raster it was cut from.
-        window: its pixel window in the source.
-        pixel_size: ground size of a pixel (x, y) in CRS units, or None for a plain image.
-        crs: the source CRS ("EPSG:32611", or WKT), or None.
-        bounds: (left, bottom, right, top) in the source CRS, or None.
-        lonlat_bounds: (west, south, east, north) in WGS84 degrees, or None.
-        lonlat_polygon: the four corners as (lon, lat), or None.
-        valid_fraction: share of its pixels that hold data (not nodata).
-    """
-
-    id: int
-    row: int
-    source: Path
-    window: TileWindow
-    pixel_size: tuple[float, float] | None
-    crs: str | None
-    bounds: tuple[float, float, float, float] | None
-    lonlat_bounds: tuple[float, float, float, float] | None
-    lonlat_polygon: tuple[tuple[float, float], ...] | None
-    valid_fraction: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"id": self.id, "source": str(self.source), "window": list(self.window.as_tuple()),
-                "pixel_size": list(self.pixel_size) if self.pixel_size else None, "crs": self.crs,
-                "bounds": list(self.bounds) if self.bounds else None,
-                "lonlat_bounds": list(self.lonlat_bounds) if self.lonlat_bounds else None,
-                "lonlat_polygon": [list(p) for p in self.lonlat_polygon] if self.lonlat_polygon else None,
-                "valid_fraction": self.valid_fraction}
-
-
-@dataclass(frozen=True)
-class SourceRecord:
-    """One imported raster file."""
-
-    id: int
-    path: Path
-    size: int
-    mtime_ns: int
-    hash: str
-    status: str
-    tile_size: int
-    overlap: int
-    windows: int
-    tiles: int
-    skipped_nodata: int
-    width: int
-    height: int
-    crs: str | None
-
-
-@dataclass(frozen=True)
-class Caption:
-    """One spoken caption held by the library (the gallery of image -> audio search)."""
-
-    id: int
-    row: int
-    audio: Path
-    image: Path
-    label: str | None
-    split: str | None
-    text: str | None
-    speaker: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"id": self.id, "audio": str(self.audio), "image": str(self.image), "label": self.label,
-                "split": self.split, "text": self.text, "speaker": self.speaker}
-
-
-@dataclass
-class NewTile:
-    """A tile about to be committed (built by the importer)."""
-
-    source_id: int
-    window: TileWindow
-    pixel_size: tuple[float, float] | None
-    bounds: tuple[float, float, float, float] | None
-    lonlat_bounds: tuple[float, float, float, float] | None
-    footprint: str | None
-    valid_fraction: float
-    thumbnail: bytes
 
 
 def _tuple4(values: Sequence[Any]) -> tuple[float, float, float, float] | None:
@@ -405,6 +323,7 @@ class Library:
                                        "(import, remove or reproject); wait for it to finish") from exc
                 self._lock_fd = fd
                 try:
+                    self._db.execute(_DIGESTS_TABLE)  # libraries made before digests were kept
                     self._recover()
                     if verify:
                         from dvan.library.integrity import require_intact
@@ -526,8 +445,14 @@ class Library:
                     synced = self.gallery_file()
                     assert synced is not None
                     synced.sync()
+            digests = self._digests_of(self.backbone_file(), start, start + count)
+            if write_gallery:
+                gallery_file = self.gallery_file()
+                assert gallery_file is not None
+                digests += self._digests_of(gallery_file, start, start + count)
             ids: list[int] = []
             with self._transaction():
+                self._record_digests(digests)
                 offset = thumbs_end
                 for index, tile in enumerate(tiles):
                     lonlat = tile.lonlat_bounds or (None, None, None, None)
@@ -595,6 +520,7 @@ class Library:
                 self._db.execute("DELETE FROM tiles_lonlat")
                 self._db.execute("DELETE FROM tiles")
                 self._db.execute("DELETE FROM sources")
+                self._db.execute("DELETE FROM digests")
                 self._set_meta({"backbone": backbone, "backbone_dim": BACKBONE_DIMS[backbone], "next_row": 0,
                                 "thumbs_end": 0, "gallery_key": "", "gallery_dim": 0, "gallery_rows": 0,
                                 "gallery_model": "", "generation": int(self.meta("generation")) + 1,
@@ -609,6 +535,38 @@ class Library:
         self._require_writer()
         with self._lock, self._transaction():
             self._set_meta({"reindex_pending": []})
+
+    # -- digests (checked by dvan.library.integrity) --------------------------------------------------
+
+    @staticmethod
+    def _digests_of(target: RowFile, start: int, end: int) -> list[tuple[str, int, int, str]]:
+        """Digests of the blocks holding rows [start, end) of a file just written (read before the commit)."""
+        return [(target.path.name, *found) for found in block_digests(target, start, end)]
+
+    def _record_digests(self, digests: Sequence[tuple[str, int, int, str]]) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO digests (file, block, rows, digest) VALUES (?, ?, ?, ?)",
+                             digests)
+
+    def _forget_digests(self, *names: str | None) -> None:
+        for name in names:
+            if name is not None:
+                self._db.execute("DELETE FROM digests WHERE file = ?", (name,))
+
+    def digests(self, name: str) -> dict[int, tuple[int, str]]:
+        """Recorded digests of a library file: block -> (rows, digest); empty if none were kept."""
+        try:
+            rows = self.sql("SELECT block, rows, digest FROM digests WHERE file = ?", (name,))
+        except sqlite3.OperationalError:  # a library made before digests were kept, opened read-only
+            return {}
+        return {int(block): (int(count), str(digest)) for block, count, digest in rows}
+
+    def redigest(self, target: RowFile, rows: int) -> None:
+        """Digest a file's first ``rows`` rows afresh (after a repair made its damaged rows unused holes)."""
+        self._require_writer()
+        digests = self._digests_of(target, 0, rows)
+        with self._lock, self._transaction():
+            self._forget_digests(target.path.name)
+            self._record_digests(digests)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -647,9 +605,12 @@ class Library:
         target = self.gallery_file(key, dim)
         assert target is not None
         target.sync()
+        digests = self._digests_of(target, 0, rows)
         with self._lock:
             old = self.gallery_file()
             with self._transaction():
+                self._forget_digests(target.path.name, old.path.name if old is not None else None)
+                self._record_digests(digests)
                 self._set_meta({"gallery_key": key, "gallery_dim": dim, "gallery_rows": rows, "gallery_model": model})
             if old is not None and old.path != target.path:
                 old.path.unlink(missing_ok=True)
@@ -660,8 +621,11 @@ class Library:
         gallery = self.gallery_file()
         assert gallery is not None
         gallery.sync()
-        with self._lock, self._transaction():
-            self._set_meta({"gallery_rows": rows})
+        with self._lock:
+            digests = self._digests_of(gallery, int(self.meta("gallery_rows")), rows)
+            with self._transaction():
+                self._record_digests(digests)
+                self._set_meta({"gallery_rows": rows})
 
     def gallery_state(self) -> tuple[str, int, int]:
         """(active gallery key, rows it covers, committed rows)."""
@@ -696,6 +660,7 @@ class Library:
         self._require_writer()
         target = self.gallery_file() if kind == "gallery" else self.captions_file()
         with self._lock, self._transaction():
+            self._forget_digests(target.path.name if target is not None else None)
             if kind == "gallery":
                 self._set_meta({"gallery_key": "", "gallery_dim": 0, "gallery_rows": 0, "gallery_model": ""})
             else:
@@ -925,7 +890,9 @@ class Library:
             if len(entries):
                 target.write(start, projections)
                 target.sync()
+            digests = self._digests_of(target, start, start + len(entries))
             with self._transaction():
+                self._record_digests(digests)
                 for index, entry in enumerate(entries):
                     self._db.execute(
                         "INSERT INTO captions (row, audio, image, label, split, text, speaker, audio_size,"
@@ -943,7 +910,10 @@ class Library:
             target.sync()
         with self._lock:
             old = self.captions_file()
+            digests = self._digests_of(target, 0, int(self.meta("next_caption_row"))) if target.path.exists() else []
             with self._transaction():
+                self._forget_digests(target.path.name, old.path.name if old is not None else None)
+                self._record_digests(digests)
                 if rows is not None:
                     keep = {int(r) for r in rows}
                     for (row,) in self._db.execute("SELECT row FROM captions").fetchall():
@@ -975,7 +945,12 @@ class Library:
             skipped = self._db.execute("SELECT COALESCE(SUM(skipped_nodata), 0) FROM sources").fetchone()[0]
         next_row = self.next_row
         key, gallery_rows, _ = self.gallery_state()
-        sizes = {p.name: p.stat().st_size for p in self.path.iterdir() if p.is_file() and p.name != LOCK_FILE}
+        sizes = {}
+        for entry in os.scandir(self.path):  # dot files: the lock, and other processes' short-lived write probes
+            if not entry.name.startswith("."):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.is_file():
+                        sizes[entry.name] = entry.stat().st_size
         return {
             "path": str(self.path), "format": LIBRARY_FORMAT, "backbone": self.backbone_name,
             "tile_size": self.meta("tile_size"), "overlap": self.meta("overlap"),
