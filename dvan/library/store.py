@@ -97,10 +97,6 @@ CREATE TABLE IF NOT EXISTS tiles (
 );
 CREATE INDEX IF NOT EXISTS tiles_by_source ON tiles (source_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS tiles_lonlat USING rtree (id, west, east, south, north);
-CREATE TABLE IF NOT EXISTS digests (     -- per-block digests of the array files (dvan.library.integrity)
-    file TEXT NOT NULL, block INTEGER NOT NULL, rows INTEGER NOT NULL, digest TEXT NOT NULL,
-    PRIMARY KEY (file, block)
-);
 CREATE TABLE IF NOT EXISTS captions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     row INTEGER NOT NULL UNIQUE,
@@ -110,7 +106,7 @@ CREATE TABLE IF NOT EXISTS captions (
     audio_size INTEGER NOT NULL, audio_mtime_ns INTEGER NOT NULL,
     UNIQUE (audio, image)
 );
-"""
+""" + _DIGESTS_TABLE + ";\n"  # per-block digests of the array files (dvan.library.integrity)
 
 
 def _tuple4(values: Sequence[Any]) -> tuple[float, float, float, float] | None:
