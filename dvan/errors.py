@@ -7,6 +7,8 @@ Every message names the file or setting at fault and says what to change.
     │   ├── AudioDecodeError        not audio, empty, truncated, unsupported encoding
     │   └── SilentAudioError        decodes fine but holds no signal (digital silence)
     ├── ImageError                  an image or raster cannot be read
+    │   ├── UnsafeRasterError       refers to the network or to files outside the folders given
+    │   └── RasterTooLargeError     more pixels than the import's limit (--max-pixels)
     ├── WeightsNotFoundError        backbone weights are missing; says where to put them
     ├── CheckpointError             a model checkpoint is unreadable or does not fit
     │   ├── CheckpointMismatchError config of the checkpoint disagrees with what was asked
@@ -14,7 +16,11 @@ Every message names the file or setting at fault and says what to change.
     ├── ManifestError               a collection manifest line is invalid (names the line)
     ├── SpeechError                 captions cannot be spoken: TTS engine missing, unknown voice, bad caption file
     ├── LibraryError                a tile library cannot be opened or changed
-    │   └── BackboneMismatchError   library built with another backbone: re-index
+    │   ├── BackboneMismatchError   library built with another backbone: re-index
+    │   ├── LibraryDamagedError     an array file is shorter than recorded, or holds NaN/Inf
+    │   ├── ReadOnlyLibraryError    a write was asked of a library on a read-only folder or mount
+    │   └── DiskFullError           the disk filled up during a write (nothing committed is lost)
+    ├── InvalidValueError           a numeric option is out of range (tile size, overlap, --top, --bbox)
     ├── TrainingError               training stopped (divergence, NaN, no data)
     └── Cancelled                   a long job was cancelled through its cancel token
 """
@@ -40,6 +46,14 @@ class SilentAudioError(AudioError):
 
 class ImageError(DvanError):
     """An image or raster cannot be read."""
+
+
+class UnsafeRasterError(ImageError):
+    """A raster refers to the network or to files outside the folders it was imported from."""
+
+
+class RasterTooLargeError(ImageError):
+    """A raster declares more pixels than the import's limit."""
 
 
 class WeightsNotFoundError(DvanError):
@@ -72,6 +86,22 @@ class LibraryError(DvanError):
 
 class BackboneMismatchError(LibraryError):
     """The library's stored features come from another backbone than the model's."""
+
+
+class LibraryDamagedError(LibraryError):
+    """A library file is shorter than its records say, missing, or holds non-finite values."""
+
+
+class ReadOnlyLibraryError(LibraryError):
+    """A write was asked of a library whose folder or files cannot be written."""
+
+
+class DiskFullError(LibraryError):
+    """The disk filled up during a library write; everything committed before it stays."""
+
+
+class InvalidValueError(DvanError):
+    """A numeric option or argument is out of its range."""
 
 
 class TrainingError(DvanError):

@@ -10,7 +10,7 @@ from dvan.progress import Progress, TqdmProgress
 from dvan.resources import default_model_path
 
 #: Unit shown by the progress bar of each stage.
-STAGE_UNITS = {"import": "tile", "reproject": "tile", "captions": "caption"}
+STAGE_UNITS = {"scan": "file", "import": "tile", "reproject": "tile", "captions": "caption"}
 
 
 class StageBars:

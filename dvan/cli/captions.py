@@ -11,10 +11,12 @@ from dvan.cli._library_common import StageBars, add_model_options
 from dvan.library import Library
 from dvan.progress import CancelToken
 from dvan.search import SearchEngine, load_search_model
+from dvan.search.engine import check_top
 
 
 def run(args: argparse.Namespace) -> int:
     """Rank the captions and print them."""
+    check_top(args.top)
     bundle = load_search_model(args.model, args.device, args.allow_untrained)
     with Library.open(args.library) as library:
         engine = SearchEngine(library, bundle)

@@ -1,16 +1,19 @@
-"""``dvan library``: create, add to, inspect, prune, reproject and re-index tile libraries."""
+"""``dvan library``: create, add to, inspect, check and repair, prune, reproject and re-index tile libraries."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 from dvan.cli._library_common import StageBars, add_model_options, optional_model
 from dvan.data.manifest import ManifestEntry
-from dvan.errors import LibraryError
+from dvan.errors import InvalidValueError, LibraryError
 from dvan.library import Library, add_captions, ensure_captions, ensure_gallery, import_paths
+from dvan.library.importer import DEFAULT_MAX_PIXELS
+from dvan.library.integrity import check_library
 from dvan.library.store import GALLERY_DTYPES
 from dvan.model.factory import create_model
 from dvan.progress import CancelToken
@@ -26,6 +29,8 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace) -> int:
+    if not (math.isfinite(args.max_pixels) and args.max_pixels >= 1):
+        raise InvalidValueError(f"--max-pixels {args.max_pixels:g}: give a number of pixels of at least 1")
     library = Library.open(args.path)
     bundle = optional_model(args.model, args.device)
     if bundle is None:
@@ -34,7 +39,8 @@ def _add(args: argparse.Namespace) -> int:
     bars = StageBars(disable=args.quiet)
     try:
         report = import_paths(library, args.sources, bundle=bundle, tile_size=args.tile_size, overlap=args.overlap,
-                              batch_size=args.batch_size, progress=bars, cancel=CancelToken())
+                              batch_size=args.batch_size, progress=bars, cancel=CancelToken(),
+                              max_pixels=int(args.max_pixels))
     finally:
         bars.close()
         library.close()
@@ -75,6 +81,38 @@ def _info(args: argparse.Namespace) -> int:
         for source in sources:
             print(f"  {source.status:9s} {source.tiles:6d} tiles  {source.path}")
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    bars = StageBars(disable=args.quiet)
+    with Library.open(args.path, verify=False) as library:
+        try:
+            report = check_library(library, repair=args.repair, progress=bars, cancel=CancelToken())
+        finally:
+            bars.close()
+        print(report.summary(library.path))
+        if report.ok:
+            return 0
+        if not args.repair:
+            print(f"repair what can be recomputed: dvan library check {library.path} --repair")
+            return 1
+        again = [p for p in report.removed_sources if p not in report.missing_sources]
+        bundle = optional_model(args.model, args.device)
+        bars = StageBars(disable=args.quiet)
+        try:
+            if again:
+                print(f"importing {len(again)} source file(s) again from their rasters", file=sys.stderr)
+                imported = import_paths(library, again, bundle=bundle, progress=bars, cancel=CancelToken(),
+                                        max_pixels=None)
+                print(imported.summary())
+            if bundle is not None:
+                ensure_gallery(library, bundle, bars, CancelToken())
+                if library.captions():
+                    ensure_captions(library, bundle, bars, CancelToken())
+        finally:
+            bars.close()
+        print("repaired" + ("" if bundle is not None else "; projections are recomputed before the next search"))
+    return 1 if report.missing_sources else 0
 
 
 def _remove(args: argparse.Namespace) -> int:
@@ -177,6 +215,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--tile-size", type=int, default=None, help="tile size in pixels (default: the library's)")
     add.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels (default: the library's)")
     add.add_argument("--batch-size", type=int, default=16, help="tiles per backbone batch and commit")
+    add.add_argument("--max-pixels", type=float, default=DEFAULT_MAX_PIXELS, metavar="N",
+                     help=f"refuse rasters of more pixels than this (width x height; default {DEFAULT_MAX_PIXELS:.0e})")
     add.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_options(add, results=False)
     add.set_defaults(func=_add)
@@ -186,6 +226,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--sources", action="store_true", help="list every source file")
     info.add_argument("--json", action="store_true", help="print as JSON (with every source file)")
     info.set_defaults(func=_info)
+
+    check = commands.add_parser("check", help="verify the database, file sizes and NaN/Inf; --repair fixes what can "
+                                "be recomputed")
+    check.add_argument("path", type=Path)
+    check.add_argument("--repair", action="store_true",
+                       help="recompute damaged projections, re-import sources whose features or thumbnails are damaged")
+    check.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_options(check, results=False)
+    check.set_defaults(func=_check)
 
     remove = commands.add_parser("remove", help="remove source files (or every source under a folder)")
     remove.add_argument("path", type=Path)

@@ -13,6 +13,7 @@ from dvan.cli._library_common import StageBars, add_model_options, format_bounds
 from dvan.library import Library
 from dvan.progress import CancelToken
 from dvan.search import SearchEngine, TileHit, load_search_model
+from dvan.search.engine import check_bbox, check_top
 from dvan.search.record import RECORD_RATE, record_query
 
 
@@ -34,6 +35,9 @@ def print_tile_hits(hits: list[TileHit], header: str, out: Any = None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Encode the query, prepare projections if needed, print the ranked tiles."""
+    check_top(args.top)
+    if args.bbox:
+        check_bbox(args.bbox)
     bundle = load_search_model(args.model, args.device, args.allow_untrained)
     with Library.open(args.library) as library:
         engine = SearchEngine(library, bundle, backend=args.backend)

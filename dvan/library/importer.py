@@ -6,6 +6,12 @@
   rasters GDAL cannot read are reported by name and reason while the rest are imported.
 * Tiles are committed in batches (see :mod:`dvan.library.store`); an import killed or cancelled
   half-way leaves whole tiles only, and importing the same paths again completes it.
+* Rasters are read inside the sandbox of :mod:`dvan.library.sandbox` (local files inside the
+  given folders only); a bad entry (a symbolic link loop, a VRT reaching the network, a raster
+  larger than ``max_pixels``) is reported by name and the rest is imported.
+* Work is bounded: tile windows are generated as they are read (:class:`TileGrid`), windows of a
+  sparse GeoTIFF that were never written are skipped without reading a pixel, and progress is
+  reported from the first file on (a "scan" stage while files are hashed and opened).
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dvan.errors import ImageError
+from dvan.errors import ImageError, InvalidValueError, UnsafeRasterError
+from dvan.library.files import file_hash
 from dvan.library.projection import ensure_gallery, project_features
 from dvan.library.raster import (
     RasterSource,
+    TileGrid,
     TileWindow,
     dumps_polygon,
     encode_thumbnail,
@@ -31,13 +39,20 @@ from dvan.library.raster import (
     open_raster,
     tile_windows,
 )
-from dvan.library.store import Library, NewTile, file_hash
+from dvan.library.sandbox import check_path, roots_for
+from dvan.library.store import Library, NewTile
 from dvan.model.factory import ModelBundle
 from dvan.model.image_branch import Backbone, create_backbone
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
 
 #: Tiles sent through the backbone and committed together.
 DEFAULT_BATCH = 16
+#: Default largest raster imported, in pixels (width x height): a 70k x 70k scene.
+DEFAULT_MAX_PIXELS = 5_000_000_000
+#: Smallest tile size an import accepts, in pixels.
+MIN_TILE_SIZE = 16
+#: Seconds between progress reports while windows are skipped without a commit.
+PROGRESS_INTERVAL = 0.25
 
 
 @dataclass
@@ -53,6 +68,7 @@ class ImportReport:
         skipped_files: files in folders that are not rasters by name.
         tiles: tiles committed by this import.
         nodata_skipped: windows without a single valid pixel, not indexed.
+        unread_skipped: of those, windows of never-written sparse GeoTIFF blocks, skipped unread.
         seconds: wall time of the import.
     """
 
@@ -64,6 +80,7 @@ class ImportReport:
     skipped_files: int = 0
     tiles: int = 0
     nodata_skipped: int = 0
+    unread_skipped: int = 0
     seconds: float = 0.0
 
     @property
@@ -77,7 +94,8 @@ class ImportReport:
                  f"{len(self.added)} new, {len(self.reindexed)} changed and {len(self.resumed)} resumed file(s); "
                  f"{len(self.unchanged)} unchanged"]
         if self.nodata_skipped:
-            lines.append(f"{self.nodata_skipped} all-nodata window(s) not indexed")
+            lines.append(f"{self.nodata_skipped} all-nodata window(s) not indexed"
+                         + (f" ({self.unread_skipped} never-written, skipped unread)" if self.unread_skipped else ""))
         if self.skipped_files:
             lines.append(f"{self.skipped_files} non-raster file(s) skipped")
         for path, reason in self.failed:
@@ -91,7 +109,7 @@ class _Plan:
     size: int
     mtime_ns: int
     digest: str
-    windows: list[TileWindow]
+    windows: TileGrid
     done: set[tuple[int, int, int, int]]
     source_id: int | None
     kind: str  # "added", "reindexed", "resumed"
@@ -100,30 +118,63 @@ class _Plan:
 
 
 def collect_files(paths: Iterable[str | Path], report: ImportReport) -> list[Path]:
-    """Files to try: given files as they are, folders searched recursively for raster names."""
+    """Files to try: given files as they are, folders searched recursively for raster names.
+
+    Links inside a folder must lead to a file inside the given folders; a broken link, a link
+    loop or a link leading elsewhere is reported and skipped (folders are never followed through
+    links, so a folder loop cannot recurse).
+    """
     found: list[Path] = []
+    paths = list(paths)
+    roots = roots_for(paths)
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
-            for root, dirs, files in os.walk(path):
+            def unlistable(exc: OSError, folder: Path = path) -> None:
+                report.failed.append((Path(exc.filename or folder), f"cannot list the folder ({exc.strerror})"))
+
+            for root, dirs, files in os.walk(path, onerror=unlistable):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
                     candidate = Path(root) / name
-                    if is_raster_candidate(candidate):
-                        found.append(candidate.resolve())
-                    else:
+                    if not is_raster_candidate(candidate):
                         report.skipped_files += 1
+                        continue
+                    try:
+                        found.append(check_path(candidate, roots))
+                    except UnsafeRasterError as exc:
+                        report.failed.append((candidate, _reason(exc, candidate)))
         elif path.is_file():
             found.append(path.resolve())
         else:
-            report.failed.append((path, "no such file or folder"))
+            try:
+                path.resolve(strict=True)
+                reason = "not a file or folder"
+            except RuntimeError:
+                reason = "symbolic link loop"
+            except OSError:
+                reason = "no such file or folder"
+            report.failed.append((path, reason))
     return list(dict.fromkeys(found))
+
+
+def check_tiling(tile_size: int, overlap: int) -> None:
+    """Refuse tile settings out of range.
+
+    Raises:
+        InvalidValueError: tile size below :data:`MIN_TILE_SIZE` or overlap outside [0, tile size).
+    """
+    if tile_size < MIN_TILE_SIZE:
+        raise InvalidValueError(f"--tile-size {tile_size}: tiles must be at least {MIN_TILE_SIZE} pixels")
+    if not 0 <= overlap < tile_size:
+        raise InvalidValueError(f"--overlap {overlap}: the overlap must be between 0 and the tile size minus one "
+                                f"({tile_size - 1})")
 
 
 def import_paths(library: Library, paths: Sequence[str | Path], *, bundle: ModelBundle | None = None,
                  backbone: Backbone | None = None, tile_size: int | None = None, overlap: int | None = None,
                  batch_size: int = DEFAULT_BATCH, progress: ProgressCallback = no_progress,
-                 cancel: CancelToken | None = None) -> ImportReport:
+                 cancel: CancelToken | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImportReport:
     """Import raster files and folders into the library.
 
     Args:
@@ -137,27 +188,35 @@ def import_paths(library: Library, paths: Sequence[str | Path], *, bundle: Model
         batch_size: tiles per backbone batch and per commit.
         progress: receives ("import", windows done, windows in all) reports.
         cancel: checked between batches; tiles committed so far stay.
+        max_pixels: rasters with more pixels (width x height) are refused by name; None: no limit.
 
     Returns:
         What was imported, skipped and failed.
 
     Raises:
+        InvalidValueError: tile size, overlap or max_pixels out of range.
         BackboneMismatchError: the model's backbone is not the library's.
+        LibraryDamagedError: the library is damaged (nothing is written; see dvan library check).
+        ReadOnlyLibraryError: the library cannot be written.
+        DiskFullError: the disk filled up; tiles committed before stay.
         LibraryError: another process is writing to the library.
         Cancelled: through ``cancel``.
     """
     started = time.perf_counter()
     report = ImportReport()
-    tile_size = int(tile_size or library.meta("tile_size"))
+    tile_size = int(library.meta("tile_size") if tile_size is None else tile_size)
     overlap = int(library.meta("overlap") if overlap is None else overlap)
-    tile_windows(tile_size, tile_size, tile_size, overlap)  # validates the settings
+    check_tiling(tile_size, overlap)
+    if max_pixels is not None and max_pixels < 1:
+        raise InvalidValueError(f"--max-pixels {max_pixels}: the limit must be at least 1 pixel")
     if bundle is not None:
         library.check_backbone(bundle.config.backbone)
+    roots = roots_for(paths)
     files = collect_files(paths, report)
     with library.writer():
         if bundle is not None:
             ensure_gallery(library, bundle, progress, cancel)
-        plans = _plan(library, files, tile_size, overlap, report)
+        plans = _plan(library, files, tile_size, overlap, report, roots, max_pixels, progress)
         total = sum(len(p.windows) - len(p.done) for p in plans)
         progress(Progress("import", 0, total, "reading rasters"))
         if plans:
@@ -165,14 +224,17 @@ def import_paths(library: Library, paths: Sequence[str | Path], *, bundle: Model
                 backbone = bundle.backbone if bundle is not None else create_backbone(library.backbone_name)
             if backbone.name != library.backbone_name:
                 library.check_backbone(backbone.name, f"backbone {backbone.name}")
-            _Importer(library, bundle, backbone, batch_size, progress, cancel, report, total, started).run(plans)
+            _Importer(library, bundle, backbone, batch_size, progress, cancel, report, total, started).run(plans,
+                                                                                                          roots)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _plan(library: Library, files: list[Path], tile_size: int, overlap: int, report: ImportReport) -> list[_Plan]:
+def _plan(library: Library, files: list[Path], tile_size: int, overlap: int, report: ImportReport,
+          roots: list[Path], max_pixels: int | None, progress: ProgressCallback) -> list[_Plan]:
     plans: list[_Plan] = []
-    for path in files:
+    for number, path in enumerate(files):
+        progress(Progress("scan", number, len(files), path.name))
         try:
             stat = path.stat()
         except OSError as exc:
@@ -203,7 +265,7 @@ def _plan(library: Library, files: list[Path], tile_size: int, overlap: int, rep
                 library.delete_sources([existing.id])
                 kind = "reindexed"
         try:
-            with open_raster(path) as raster:
+            with open_raster(path, roots, max_pixels) as raster:
                 windows = tile_windows(raster.width, raster.height, tile_size, overlap)
         except ImageError as exc:
             report.failed.append((path, _reason(exc, path)))
@@ -212,6 +274,8 @@ def _plan(library: Library, files: list[Path], tile_size: int, overlap: int, rep
             continue
         plans.append(_Plan(path, stat.st_size, stat.st_mtime_ns, digest, windows, done, source_id, kind, tile_size,
                            overlap))
+    if files:
+        progress(Progress("scan", len(files), len(files), "files checked"))
     return plans
 
 
@@ -241,6 +305,7 @@ class _Read:
     raster: dict[str, object] | None = None
     error: BaseException | None = None
     remaining: int = 0
+    unread: bool = False
 
 
 #: Tiles the reader thread may hold ready ahead of the backbone, in batches.
@@ -269,11 +334,13 @@ class _Importer:
         self.done = 0
         self.pending: list[_Pending] = []
         self.finished: dict[int, int] = {}
+        self.last_report = time.perf_counter()
 
-    def run(self, plans: list[_Plan]) -> None:
+    def run(self, plans: list[_Plan], roots: list[Path]) -> None:
         reads: queue.Queue[_Read] = queue.Queue(maxsize=READ_AHEAD_BATCHES * self.batch_size)
         stop = threading.Event()
-        reader = threading.Thread(target=_reader, args=(plans, reads, stop), name="dvan-import-reader", daemon=True)
+        reader = threading.Thread(target=_reader, args=(plans, reads, stop, roots), name="dvan-import-reader",
+                                  daemon=True)
         reader.start()
         skipped: dict[int, int] = {}
         counts: dict[int, int] = {}
@@ -306,9 +373,12 @@ class _Importer:
                     if len(self.pending) >= self.batch_size:
                         self._flush()
                 elif item.kind == "nodata":
-                    self.done += 1
-                    skipped[id(plan)] += 1
-                    self.report.nodata_skipped += 1
+                    self.done += item.remaining
+                    skipped[id(plan)] += item.remaining
+                    self.report.nodata_skipped += item.remaining
+                    if item.unread:
+                        self.report.unread_skipped += item.remaining
+                    self._tick(plan)
                 elif item.kind == "fail":
                     assert isinstance(item.error, ImageError)
                     self._fail(plan, item.error, item.remaining)
@@ -330,6 +400,15 @@ class _Importer:
                 except queue.Empty:
                     pass
 
+    def _tick(self, plan: _Plan) -> None:
+        """Report progress while windows are skipped (no commit would report it)."""
+        now = time.perf_counter()
+        if now - self.last_report >= PROGRESS_INTERVAL:
+            self.last_report = now
+            self.progress(Progress("import", self.done, self.total, f"skipping empty windows, {plan.path.name}"))
+            if self.cancel is not None:
+                self.cancel.raise_if_cancelled()
+
     def _fail(self, plan: _Plan, exc: ImageError, remaining: int) -> None:
         self.report.failed.append((plan.path, _reason(exc, plan.path)))
         self.pending = [p for p in self.pending if p.plan is not plan]
@@ -349,6 +428,7 @@ class _Importer:
             gallery = project_features(self.bundle.model, features, self.bundle.device)
         self.library.commit_tiles([p.tile for p in batch], features, gallery, finished)
         self.report.tiles += len(batch)
+        self.last_report = time.perf_counter()
         elapsed = max(1e-9, time.perf_counter() - self.started)
         self.progress(Progress("import", self.done, self.total,
                                f"{self.report.tiles / elapsed:.1f} tiles/s, {batch[-1].plan.path.name}" if batch
@@ -369,40 +449,65 @@ def _put(reads: queue.Queue[_Read], stop: threading.Event, item: _Read) -> bool:
     return False
 
 
-def _reader(plans: list[_Plan], reads: queue.Queue[_Read], stop: threading.Event) -> None:
+#: Never-written windows reported together (one queue item), so skipping them costs next to nothing.
+UNREAD_RUN = 4096
+
+
+def _reader(plans: list[_Plan], reads: queue.Queue[_Read], stop: threading.Event, roots: list[Path]) -> None:
     """Reader thread: open each raster, read its windows, make thumbnails, in import order."""
     try:
         for plan in plans:
-            todo = [w for w in plan.windows if w.as_tuple() not in plan.done]
+            todo = len(plan.windows) - len(plan.done)
             try:
-                raster = open_raster(plan.path)
+                raster = open_raster(plan.path, roots)
             except ImageError as exc:
-                if not _put(reads, stop, _Read("fail", plan, error=exc, remaining=len(todo))):
+                if not _put(reads, stop, _Read("fail", plan, error=exc, remaining=todo)):
                     return
                 continue
             with raster:
                 if not _put(reads, stop, _Read("open", plan, raster=raster.describe())):
                     return
-                failed = False
-                for number, window in enumerate(todo):
-                    try:
-                        rgb, valid = raster.read_tile(window)
-                    except ImageError as exc:
-                        failed = True
-                        if not _put(reads, stop, _Read("fail", plan, error=exc, remaining=len(todo) - number)):
-                            return
-                        break
-                    if valid <= 0.0:
-                        item = _Read("nodata", plan)
-                    else:
-                        item = _Read("tile", plan, window=window, rgb=rgb, tile=_new_tile(raster, window, rgb, valid))
-                    if not _put(reads, stop, item):
-                        return
-                if not failed and not _put(reads, stop, _Read("end", plan)):
+                if not _read_windows(plan, raster, reads, stop, todo):
                     return
         _put(reads, stop, _Read("done"))
     except BaseException as exc:  # handed to the importing thread, which raises it
         _put(reads, stop, _Read("crash", error=exc))
+
+
+def _read_windows(plan: _Plan, raster: RasterSource, reads: queue.Queue[_Read], stop: threading.Event,
+                  todo: int) -> bool:
+    """Queue one raster's windows (tiles, skipped windows, a failure, its end); False once stopped."""
+    number = 0
+    unread = 0
+    for window in plan.windows:  # generated one by one: memory does not grow with the raster
+        if plan.done and window.as_tuple() in plan.done:
+            continue
+        if raster.window_is_unwritten(window):
+            number += 1
+            unread += 1
+            if unread >= UNREAD_RUN:
+                if not _put(reads, stop, _Read("nodata", plan, remaining=unread, unread=True)):
+                    return False
+                unread = 0
+            continue
+        if unread:
+            if not _put(reads, stop, _Read("nodata", plan, remaining=unread, unread=True)):
+                return False
+            unread = 0
+        try:
+            rgb, valid = raster.read_tile(window)
+        except ImageError as exc:
+            return _put(reads, stop, _Read("fail", plan, error=exc, remaining=todo - number))
+        number += 1
+        if valid <= 0.0:
+            item = _Read("nodata", plan, remaining=1)
+        else:
+            item = _Read("tile", plan, window=window, rgb=rgb, tile=_new_tile(raster, window, rgb, valid))
+        if not _put(reads, stop, item):
+            return False
+    if unread and not _put(reads, stop, _Read("nodata", plan, remaining=unread, unread=True)):
+        return False
+    return _put(reads, stop, _Read("end", plan))
 
 
 def _new_tile(raster: RasterSource, window: TileWindow, rgb: np.ndarray, valid: float) -> NewTile:

@@ -25,14 +25,15 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
-from dvan.errors import ImageError
+from dvan.errors import ImageError, RasterTooLargeError
+from dvan.library.sandbox import check_opened, check_raster_file, harden_gdal, roots_for
 
 #: File name endings tried as rasters when importing a folder; anything else is skipped quietly.
 RASTER_SUFFIXES = frozenset({
@@ -71,17 +72,63 @@ class TileWindow:
         return (self.col_off, self.row_off, self.width, self.height)
 
 
-def _offsets(length: int, tile: int, stride: int) -> list[int]:
+def _axis(length: int, tile: int, stride: int) -> tuple[range, int | None]:
+    """Offsets along one axis: a lazy range, plus the last offset moved to end at the edge (or None)."""
     if length <= tile:
-        return [0]
-    offsets = list(range(0, length - tile + 1, stride))
-    if offsets[-1] + tile < length:
-        offsets.append(length - tile)
-    return offsets
+        return range(0, 1), None
+    regular = range(0, length - tile + 1, stride)
+    last = regular[-1]
+    return regular, (length - tile if last + tile < length else None)
 
 
-def tile_windows(width: int, height: int, tile_size: int = 256, overlap: int = 0) -> list[TileWindow]:
-    """Windows covering a ``width`` x ``height`` raster, row by row (see the module docstring).
+class TileGrid(Sequence[TileWindow]):
+    """The windows covering a raster, computed on demand (memory does not depend on the raster's size).
+
+    A sequence: ``len()``, iteration row by row, and indexing work without building the list, so a
+    file declaring 2e9 x 2e9 pixels costs nothing until its windows are read.
+    """
+
+    def __init__(self, width: int, height: int, tile_size: int, overlap: int) -> None:
+        stride = tile_size - overlap
+        self._xs, self._x_last = _axis(width, tile_size, stride)
+        self._ys, self._y_last = _axis(height, tile_size, stride)
+        self._nx = len(self._xs) + (self._x_last is not None)
+        self._ny = len(self._ys) + (self._y_last is not None)
+        self._tw, self._th = min(tile_size, width), min(tile_size, height)
+
+    def __len__(self) -> int:
+        return self._nx * self._ny
+
+    @staticmethod
+    def _offset(values: range, last: int | None, index: int) -> int:
+        return values[index] if index < len(values) else int(last)  # type: ignore[arg-type]
+
+    @overload
+    def __getitem__(self, index: int) -> TileWindow: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[TileWindow]: ...
+
+    def __getitem__(self, index: int | slice) -> TileWindow | list[TileWindow]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        row, col = divmod(index, self._nx)
+        return TileWindow(self._offset(self._xs, self._x_last, col), self._offset(self._ys, self._y_last, row),
+                          self._tw, self._th)
+
+    def __iter__(self) -> Iterator[TileWindow]:
+        for row in range(self._ny):
+            y = self._offset(self._ys, self._y_last, row)
+            for col in range(self._nx):
+                yield TileWindow(self._offset(self._xs, self._x_last, col), y, self._tw, self._th)
+
+
+def tile_windows(width: int, height: int, tile_size: int = 256, overlap: int = 0) -> TileGrid:
+    """Windows covering a ``width`` x ``height`` raster, row by row (see the module docstring), lazily.
 
     Raises:
         ValueError: the tile size is not positive or the overlap not smaller than it.
@@ -90,10 +137,7 @@ def tile_windows(width: int, height: int, tile_size: int = 256, overlap: int = 0
         raise ValueError(f"tile size must be at least 1 pixel, got {tile_size}")
     if not 0 <= overlap < tile_size:
         raise ValueError(f"overlap must be between 0 and tile size - 1 ({tile_size - 1}), got {overlap}")
-    stride = tile_size - overlap
-    tw, th = min(tile_size, width), min(tile_size, height)
-    return [TileWindow(x, y, tw, th) for y in _offsets(height, tile_size, stride)
-            for x in _offsets(width, tile_size, stride)]
+    return TileGrid(width, height, tile_size, overlap)
 
 
 @dataclass(frozen=True)
@@ -139,6 +183,7 @@ class RasterSource:
     stretch: list[tuple[float, float]] | None = None
     palette: np.ndarray | None = None
     all_valid: bool = False
+    sparse_bands: tuple[int, ...] = ()
     _dataset: Any = field(default=None, repr=False)
 
     @property
@@ -174,6 +219,20 @@ class RasterSource:
         self.close()
 
     # -- reading -------------------------------------------------------------------------------
+
+    def window_is_unwritten(self, window: TileWindow) -> bool:
+        """Whether no block under the window was ever written (a sparse GeoTIFF whose missing blocks
+        are nodata): such a window is all nodata and is skipped without reading a pixel."""
+        if not self.sparse_bands:
+            return False
+        block_h, block_w = self._dataset.block_shapes[0]
+        for by in range(window.row_off // block_h, (window.row_off + window.height - 1) // block_h + 1):
+            for bx in range(window.col_off // block_w, (window.col_off + window.width - 1) // block_w + 1):
+                for band in self.sparse_bands:
+                    offset = self._dataset.get_tag_item(f"BLOCK_OFFSET_{bx}_{by}", "TIFF", bidx=band)
+                    if offset not in (None, "", "0"):
+                        return False
+        return True
 
     def read_tile(self, window: TileWindow) -> tuple[np.ndarray, float]:
         """The tile as (H, W, 3) uint8 and the fraction of its pixels that are valid.
@@ -261,8 +320,7 @@ def lonlat_of(crs: str, bounds: tuple[float, float, float, float], xs: list[floa
     try:
         source = CRS.from_user_input(crs)
         if source == CRS.from_epsg(4326):
-            lonlat = (bounds, tuple((float(x), float(y)) for x, y in zip(xs, ys, strict=True)))
-            return lonlat
+            return _on_the_globe(bounds, tuple((float(x), float(y)) for x, y in zip(xs, ys, strict=True)))
         west, south, east, north = transform_bounds(source, "EPSG:4326", *bounds, densify_pts=21)
         lons, lats = transform(source, "EPSG:4326", xs, ys)
     except (RasterioError, ValueError) as exc:  # a CRS PROJ cannot transform
@@ -271,7 +329,22 @@ def lonlat_of(crs: str, bounds: tuple[float, float, float, float], xs: list[floa
     if not all(math.isfinite(v) for v in (west, south, east, north)):
         return None, None
     polygon = tuple((float(lon), float(lat)) for lon, lat in zip(lons, lats, strict=True))
-    return (float(west), float(south), float(east), float(north)), polygon
+    return _on_the_globe((float(west), float(south), float(east), float(north)), polygon)
+
+
+def _on_the_globe(bounds: tuple[float, float, float, float], polygon: tuple[tuple[float, float], ...]
+                  ) -> tuple[tuple[float, float, float, float] | None, tuple[tuple[float, float], ...] | None]:
+    """Clamp lon/lat to the globe (an extent declared past the poles or the antimeridian is cut there);
+    None when nothing is left (the area lies wholly off the globe)."""
+    west, south, east, north = bounds
+    if not all(math.isfinite(v) for v in bounds + tuple(v for p in polygon for v in p)):
+        return None, None
+    clamped = (min(max(west, -180.0), 180.0), min(max(south, -90.0), 90.0), min(max(east, -180.0), 180.0),
+               min(max(north, -90.0), 90.0))
+    if clamped[0] >= clamped[2] or clamped[1] >= clamped[3]:
+        return None, None
+    corners = tuple((min(max(x, -180.0), 180.0), min(max(y, -90.0), 90.0)) for x, y in polygon)
+    return clamped, corners
 
 
 def _crs_string(crs: Any) -> str | None:
@@ -281,17 +354,30 @@ def _crs_string(crs: Any) -> str | None:
     return f"EPSG:{epsg}" if epsg else crs.to_wkt()
 
 
-def open_raster(path: str | Path) -> RasterSource:
-    """Open a raster and work out its bands, geotransform and stretch.
+def open_raster(path: str | Path, roots: Sequence[Path] | None = None,
+                max_pixels: int | None = None) -> RasterSource:
+    """Open a local raster (inside the raster sandbox) and work out its bands, geotransform and stretch.
+
+    Args:
+        path: the file.
+        roots: folders the raster may read from (it and every file it names, see
+            :mod:`dvan.library.sandbox`); default: the file's own folder.
+        max_pixels: refuse rasters with more pixels (width x height) than this; None: no limit.
 
     Raises:
+        UnsafeRasterError: the file refers to the network or to files outside ``roots``.
+        RasterTooLargeError: more pixels than ``max_pixels``.
         ImageError: GDAL cannot open or read the file; the message says why.
     """
     import rasterio
-    from rasterio.enums import ColorInterp, MaskFlags, Resampling
+    from rasterio.enums import ColorInterp, MaskFlags
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
     path = Path(path)
+    harden_gdal()
+    if roots is None:
+        roots = roots_for([path.parent])
+    check_raster_file(path, roots)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -299,8 +385,13 @@ def open_raster(path: str | Path) -> RasterSource:
     except (RasterioError, OSError) as exc:
         raise ImageError(f"{path}: not a readable raster ({_short(exc)})") from exc
     try:
+        check_opened(path, dataset.driver, dataset.files, roots)
         if dataset.count < 1 or dataset.width < 1 or dataset.height < 1:
             raise ImageError(f"{path}: raster has no pixels ({dataset.width}x{dataset.height}, {dataset.count} bands)")
+        if max_pixels is not None and dataset.width * dataset.height > max_pixels:
+            raise RasterTooLargeError(f"{path}: {dataset.width} x {dataset.height} = {dataset.width * dataset.height:.3g}"
+                                      f" pixels, more than the limit of {max_pixels:.3g}; raise it with --max-pixels "
+                                      "if the raster is real, or cut it into smaller files")
         interp = list(dataset.colorinterp)
         alpha = [i + 1 for i, c in enumerate(interp) if c == ColorInterp.alpha]
         if not alpha:
@@ -334,12 +425,10 @@ def open_raster(path: str | Path) -> RasterSource:
         source = RasterSource(path=path, width=dataset.width, height=dataset.height, count=dataset.count,
                               dtype=dtype, crs=_crs_string(dataset.crs), transform=transform, rgb_bands=rgb,
                               palette=palette, all_valid=all_valid, _dataset=dataset)
+        source.sparse_bands = _sparse_bands(dataset, rgb, all_valid)
         if dtype != "uint8" and palette is None:
-            scale = min(1.0, STRETCH_SAMPLE_SIZE / max(dataset.width, dataset.height))
-            shape = (max(1, round(dataset.height * scale)), max(1, round(dataset.width * scale)))
             bands = list(dict.fromkeys(rgb))
-            sample = dataset.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest)
-            valid = dataset.dataset_mask(out_shape=shape) > 0
+            sample, valid = _stretch_sample(dataset, bands)
             if np.issubdtype(sample.dtype, np.floating):
                 valid &= np.isfinite(sample).all(axis=0)
             source.stretch = [_stretch_limits(sample[bands.index(b)][valid]) for b in rgb]
@@ -350,6 +439,53 @@ def open_raster(path: str | Path) -> RasterSource:
     except (RasterioError, OSError, ValueError) as exc:
         dataset.close()
         raise ImageError(f"{path}: damaged raster ({_short(exc)})") from exc
+
+
+#: Rasters with more pixels than this and no overviews are sampled in spots for the stretch.
+SPOT_SAMPLE_ABOVE = 16 * STRETCH_SAMPLE_SIZE * STRETCH_SAMPLE_SIZE
+#: Spots per side, and their size in pixels, of that sample.
+SPOT_GRID, SPOT_SIZE = 16, 64
+
+
+def _stretch_sample(dataset: Any, bands: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels and validity the stretch is taken from, read at a cost independent of the raster's size.
+
+    A decimated read of a raster without overviews makes GDAL decode every block (minutes for a
+    100k x 100k file before the first tile), so a large one without overviews is sampled in a
+    grid of small windows instead.
+    """
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+
+    width, height = dataset.width, dataset.height
+    if width * height <= SPOT_SAMPLE_ABOVE or dataset.overviews(bands[0]):
+        scale = min(1.0, STRETCH_SAMPLE_SIZE / max(width, height))
+        shape = (max(1, round(height * scale)), max(1, round(width * scale)))
+        sample = dataset.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest)
+        return sample, dataset.dataset_mask(out_shape=shape) > 0
+    size_x, size_y = min(SPOT_SIZE, width), min(SPOT_SIZE, height)
+    pieces, masks = [], []
+    for gy in range(SPOT_GRID):
+        for gx in range(SPOT_GRID):
+            x = (width - size_x) * gx // max(1, SPOT_GRID - 1)
+            y = (height - size_y) * gy // max(1, SPOT_GRID - 1)
+            window = Window(x, y, size_x, size_y)  # type: ignore[call-arg]
+            pieces.append(dataset.read(bands, window=window).reshape(len(bands), -1))
+            masks.append((dataset.dataset_mask(window=window) > 0).reshape(-1))
+    return np.concatenate(pieces, axis=1), np.concatenate(masks)
+
+
+def _sparse_bands(dataset: Any, rgb: tuple[int, int, int], all_valid: bool) -> tuple[int, ...]:
+    """Bands whose missing GeoTIFF blocks mean nodata (see RasterSource.window_is_unwritten); () if none."""
+    from rasterio.enums import MaskFlags
+
+    if all_valid or dataset.driver != "GTiff" or not dataset.block_shapes:
+        return ()
+    bands = tuple(dict.fromkeys(rgb))
+    for band in bands:  # only nodata decides validity: a missing block then reads as nodata
+        if dataset.nodatavals[band - 1] is None or list(dataset.mask_flag_enums[band - 1]) != [MaskFlags.nodata]:
+            return ()
+    return bands
 
 
 def _stretch_limits(values: np.ndarray) -> tuple[float, float]:

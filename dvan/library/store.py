@@ -17,27 +17,43 @@ import. Removed tiles leave unused rows behind ("holes"); they are never scored.
 
 A :class:`Library` object may be shared between threads (its SQLite connection is guarded by
 a lock); any number of processes may read while one writes.
+
+Damage (a file shorter than recorded, or missing) is refused on open and before any write, and
+``dvan library check`` finds and repairs the rest (see :mod:`dvan.library.integrity`). A library
+on a read-only folder or mount opens read-only (SQLite ``mode=ro``, or ``immutable`` when not even
+its lock files can be made): info and search work, writes say it is read-only.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import errno
 import json
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dvan.config import BACKBONE_DIMS
-from dvan.errors import BackboneMismatchError, LibraryError
+from dvan.errors import BackboneMismatchError, DiskFullError, LibraryError, ReadOnlyLibraryError
+from dvan.library.files import (
+    DISK_FULL,
+    RowFile,
+    block_digests,
+    connect_read_only,
+    disk_is_full,
+    pwrite_all,
+    writable,
+)
 from dvan.library.raster import TileWindow
+from dvan.library.records import Caption, NewTile, SourceRecord, Tile
+
+__all__ = ["Caption", "Library", "NewTile", "RowFile", "SourceRecord", "Tile"]
 
 LIBRARY_FORMAT = 1
 DB_NAME = "library.sqlite"
@@ -46,6 +62,8 @@ THUMBS_FILE = "thumbs.bin"
 LOCK_FILE = ".lock"
 GALLERY_DTYPES = {"float16": ("f16", np.float16), "float32": ("f32", np.float32)}
 
+_DIGESTS_TABLE = ("CREATE TABLE IF NOT EXISTS digests (file TEXT NOT NULL, block INTEGER NOT NULL, rows INTEGER "
+                  "NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (file, block))")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS sources (
@@ -88,169 +106,7 @@ CREATE TABLE IF NOT EXISTS captions (
     audio_size INTEGER NOT NULL, audio_mtime_ns INTEGER NOT NULL,
     UNIQUE (audio, image)
 );
-"""
-
-
-@dataclass(frozen=True)
-class Tile:
-    """One indexed tile.
-
-    Attributes:
-        id: stable tile id.
-        row: its row in the feature arrays.
-        source: the raster it was cut from.
-        window: its pixel window in the source.
-        pixel_size: ground size of a pixel (x, y) in CRS units, or None for a plain image.
-        crs: the source CRS ("EPSG:32611", or WKT), or None.
-        bounds: (left, bottom, right, top) in the source CRS, or None.
-        lonlat_bounds: (west, south, east, north) in WGS84 degrees, or None.
-        lonlat_polygon: the four corners as (lon, lat), or None.
-        valid_fraction: share of its pixels that hold data (not nodata).
-    """
-
-    id: int
-    row: int
-    source: Path
-    window: TileWindow
-    pixel_size: tuple[float, float] | None
-    crs: str | None
-    bounds: tuple[float, float, float, float] | None
-    lonlat_bounds: tuple[float, float, float, float] | None
-    lonlat_polygon: tuple[tuple[float, float], ...] | None
-    valid_fraction: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"id": self.id, "source": str(self.source), "window": list(self.window.as_tuple()),
-                "pixel_size": list(self.pixel_size) if self.pixel_size else None, "crs": self.crs,
-                "bounds": list(self.bounds) if self.bounds else None,
-                "lonlat_bounds": list(self.lonlat_bounds) if self.lonlat_bounds else None,
-                "lonlat_polygon": [list(p) for p in self.lonlat_polygon] if self.lonlat_polygon else None,
-                "valid_fraction": self.valid_fraction}
-
-
-@dataclass(frozen=True)
-class SourceRecord:
-    """One imported raster file."""
-
-    id: int
-    path: Path
-    size: int
-    mtime_ns: int
-    hash: str
-    status: str
-    tile_size: int
-    overlap: int
-    windows: int
-    tiles: int
-    skipped_nodata: int
-    width: int
-    height: int
-    crs: str | None
-
-
-@dataclass(frozen=True)
-class Caption:
-    """One spoken caption held by the library (the gallery of image -> audio search)."""
-
-    id: int
-    row: int
-    audio: Path
-    image: Path
-    label: str | None
-    split: str | None
-    text: str | None
-    speaker: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"id": self.id, "audio": str(self.audio), "image": str(self.image), "label": self.label,
-                "split": self.split, "text": self.text, "speaker": self.speaker}
-
-
-@dataclass
-class NewTile:
-    """A tile about to be committed (built by the importer)."""
-
-    source_id: int
-    window: TileWindow
-    pixel_size: tuple[float, float] | None
-    bounds: tuple[float, float, float, float] | None
-    lonlat_bounds: tuple[float, float, float, float] | None
-    footprint: str | None
-    valid_fraction: float
-    thumbnail: bytes
-
-
-class RowFile:
-    """A raw row-major array file written at row offsets and read through a memory map."""
-
-    def __init__(self, path: Path, width: int, dtype: Any) -> None:
-        self.path = path
-        self.width = width
-        self.dtype = np.dtype(dtype)
-        self.row_bytes = width * self.dtype.itemsize
-
-    def write(self, start_row: int, rows: np.ndarray) -> None:
-        """Write ``rows`` (n, width) starting at ``start_row`` (the file grows as needed)."""
-        data = np.ascontiguousarray(rows, dtype=self.dtype)
-        if data.ndim != 2 or data.shape[1] != self.width:
-            raise ValueError(f"{self.path.name}: expected rows of width {self.width}, got shape {data.shape}")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            _pwrite_all(fd, data.tobytes(), start_row * self.row_bytes)
-        finally:
-            os.close(fd)
-
-    def sync(self) -> None:
-        """Flush the file's data to disk."""
-        if self.path.exists():
-            _fsync_path(self.path)
-
-    def truncate(self, rows: int) -> None:
-        """Cut the file to ``rows`` rows (drops bytes past the committed rows)."""
-        if self.path.exists() and self.path.stat().st_size > rows * self.row_bytes:
-            os.truncate(self.path, rows * self.row_bytes)
-
-    def view(self, rows: int) -> np.ndarray:
-        """A read-only (rows, width) memory map of the first ``rows`` rows."""
-        if rows == 0:
-            return np.zeros((0, self.width), dtype=self.dtype)
-        size = self.path.stat().st_size if self.path.exists() else 0
-        if size < rows * self.row_bytes:
-            raise LibraryError(f"{self.path}: holds {size // self.row_bytes} rows but the library records {rows}; "
-                               "the library folder was damaged: re-index it with 'dvan library reindex'")
-        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(rows, self.width))
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    if not hasattr(os, "pwrite"):  # Windows: seek + write on the same descriptor
-        os.lseek(fd, offset, os.SEEK_SET)
-        while view:
-            view = view[os.write(fd, view):]
-        return
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def file_hash(path: Path) -> str:
-    """BLAKE2b digest of a file's bytes (changed-file detection)."""
-    digest = hashlib.blake2b(digest_size=20)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+""" + _DIGESTS_TABLE + ";\n"  # per-block digests of the array files (dvan.library.integrity)
 
 
 def _tuple4(values: Sequence[Any]) -> tuple[float, float, float, float] | None:
@@ -262,8 +118,9 @@ def _tuple4(values: Sequence[Any]) -> tuple[float, float, float, float] | None:
 class Library:
     """An open tile library. Create with :meth:`create`, open with :meth:`open`."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, connection: sqlite3.Connection, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         self._db = connection
         self._lock = threading.RLock()
         self._live_cache: tuple[int, np.ndarray] | None = None
@@ -315,35 +172,61 @@ class Library:
         return cls(path, connection)
 
     @classmethod
-    def open(cls, path: str | Path) -> Library:
-        """Open an existing library.
+    def open(cls, path: str | Path, verify: bool = True) -> Library:
+        """Open an existing library (read-only when its folder cannot be written).
+
+        Args:
+            path: the library folder.
+            verify: refuse a library whose array files are shorter than recorded or missing
+                (``dvan library check`` opens without, to report and repair them).
 
         Raises:
+            LibraryDamagedError: a file is damaged (names it and the repair command).
             LibraryError: no library there, or one written by another dvan version.
         """
         path = Path(path)
         database = path / DB_NAME
         if not database.is_file():
             raise LibraryError(f"{path}: no library here (no {DB_NAME}); create one with 'dvan library create {path}'")
+        read_only = not writable(path, database)
         try:
-            connection = cls._connect(database)
+            connection = cls._connect(database, read_only)
             rows = dict(connection.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError as exc:
+            if disk_is_full(path):  # SQLite cannot make its shared-memory file: not damage
+                raise DiskFullError(f"{path}: disk full: SQLite cannot open the library ({exc}); nothing saved is "
+                                    "lost: free some space and run the command again") from exc
             raise LibraryError(f"{database}: unreadable library database ({exc}); restore it from a backup or "
                                "create a new library") from exc
         version = json.loads(rows.get("format", "null"))
         if version != LIBRARY_FORMAT:
             raise LibraryError(f"{path}: library format {version}, this dvan reads {LIBRARY_FORMAT}; create a new "
                                "library and add the sources again")
-        return cls(path, connection)
+        library = cls(path, connection, read_only)
+        if verify:
+            from dvan.library.integrity import require_intact
+
+            try:
+                require_intact(library)
+            except LibraryError:
+                library.close()
+                raise
+        return library
 
     @staticmethod
-    def _connect(database: Path) -> sqlite3.Connection:
+    def _connect(database: Path, read_only: bool = False) -> sqlite3.Connection:
+        if read_only:
+            return connect_read_only(database)
         connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False, timeout=30.0)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("PRAGMA foreign_keys=ON")
         return connection
+
+    def sql(self, query: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only SQL query (for checks and reports)."""
+        with self._lock:
+            return self._db.execute(query, parameters).fetchall()
 
     def close(self) -> None:
         """Close the database and drop the memory maps (the object is unusable afterwards)."""
@@ -400,15 +283,30 @@ class Library:
     # -- writing -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def writer(self) -> Iterator[None]:
+    def writer(self, verify: bool = True) -> Iterator[None]:
         """Hold the library's write lock (one writing process at a time; re-entrant in this object).
 
+        Args:
+            verify: refuse to write to a damaged library (a file shorter than recorded, or
+                missing): writing past a short file would fill the gap with zeros. Only the
+                repair itself writes without.
+
         Raises:
+            ReadOnlyLibraryError: the library's folder or files cannot be written.
+            LibraryDamagedError: the library is damaged; names the file and the repair command.
+            DiskFullError: the disk filled up inside the block (what was committed stays).
             LibraryError: another process is writing to the library.
         """
         with self._lock:
             if self._writer_depth == 0:
-                fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+                if self.read_only:
+                    raise ReadOnlyLibraryError(self._read_only_message())
+                try:
+                    fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+                except OSError as exc:
+                    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                        raise ReadOnlyLibraryError(self._read_only_message()) from exc
+                    raise
                 try:
                     import fcntl
 
@@ -420,16 +318,44 @@ class Library:
                     raise LibraryError(f"{self.path}: another dvan process is writing to this library "
                                        "(import, remove or reproject); wait for it to finish") from exc
                 self._lock_fd = fd
-                self._recover()
+                try:
+                    self._db.execute(_DIGESTS_TABLE)  # libraries made before digests were kept
+                    self._recover()
+                    if verify:
+                        from dvan.library.integrity import require_intact
+
+                        require_intact(self)
+                except BaseException:
+                    os.close(fd)
+                    self._lock_fd = None
+                    raise
             self._writer_depth += 1
         try:
             yield
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise DiskFullError(self._disk_full_message(exc)) from exc
+            raise
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc):
+                raise DiskFullError(self._disk_full_message(exc)) from exc
+            raise
         finally:
             with self._lock:
                 self._writer_depth -= 1
                 if self._writer_depth == 0 and self._lock_fd is not None:
                     os.close(self._lock_fd)  # closing releases the flock
                     self._lock_fd = None
+
+    def _read_only_message(self) -> str:
+        return (f"{self.path}: the library is read-only (its folder or files cannot be written); it can be "
+                "searched with the projections it holds, but changing it needs a writable copy: copy the folder "
+                "somewhere writable and use that")
+
+    def _disk_full_message(self, exc: BaseException) -> str:
+        reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
+        return (f"{self.path}: disk full ({reason}); nothing saved before is lost (the last batch was not "
+                "committed): free some space and run the same command again to go on where it stopped")
 
     def _require_writer(self) -> None:
         if self._writer_depth == 0:
@@ -506,7 +432,7 @@ class Library:
                 thumbs = self.path / THUMBS_FILE
                 fd = os.open(thumbs, os.O_RDWR | os.O_CREAT, 0o644)
                 try:
-                    _pwrite_all(fd, blob, thumbs_end)
+                    pwrite_all(fd, blob, thumbs_end)
                     os.fsync(fd)
                 finally:
                     os.close(fd)
@@ -515,8 +441,14 @@ class Library:
                     synced = self.gallery_file()
                     assert synced is not None
                     synced.sync()
+            digests = self._digests_of(self.backbone_file(), start, start + count)
+            if write_gallery:
+                gallery_file = self.gallery_file()
+                assert gallery_file is not None
+                digests += self._digests_of(gallery_file, start, start + count)
             ids: list[int] = []
             with self._transaction():
+                self._record_digests(digests)
                 offset = thumbs_end
                 for index, tile in enumerate(tiles):
                     lonlat = tile.lonlat_bounds or (None, None, None, None)
@@ -584,6 +516,7 @@ class Library:
                 self._db.execute("DELETE FROM tiles_lonlat")
                 self._db.execute("DELETE FROM tiles")
                 self._db.execute("DELETE FROM sources")
+                self._db.execute("DELETE FROM digests")
                 self._set_meta({"backbone": backbone, "backbone_dim": BACKBONE_DIMS[backbone], "next_row": 0,
                                 "thumbs_end": 0, "gallery_key": "", "gallery_dim": 0, "gallery_rows": 0,
                                 "gallery_model": "", "generation": int(self.meta("generation")) + 1,
@@ -598,6 +531,38 @@ class Library:
         self._require_writer()
         with self._lock, self._transaction():
             self._set_meta({"reindex_pending": []})
+
+    # -- digests (checked by dvan.library.integrity) --------------------------------------------------
+
+    @staticmethod
+    def _digests_of(target: RowFile, start: int, end: int) -> list[tuple[str, int, int, str]]:
+        """Digests of the blocks holding rows [start, end) of a file just written (read before the commit)."""
+        return [(target.path.name, *found) for found in block_digests(target, start, end)]
+
+    def _record_digests(self, digests: Sequence[tuple[str, int, int, str]]) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO digests (file, block, rows, digest) VALUES (?, ?, ?, ?)",
+                             digests)
+
+    def _forget_digests(self, *names: str | None) -> None:
+        for name in names:
+            if name is not None:
+                self._db.execute("DELETE FROM digests WHERE file = ?", (name,))
+
+    def digests(self, name: str) -> dict[int, tuple[int, str]]:
+        """Recorded digests of a library file: block -> (rows, digest); empty if none were kept."""
+        try:
+            rows = self.sql("SELECT block, rows, digest FROM digests WHERE file = ?", (name,))
+        except sqlite3.OperationalError:  # a library made before digests were kept, opened read-only
+            return {}
+        return {int(block): (int(count), str(digest)) for block, count, digest in rows}
+
+    def redigest(self, target: RowFile, rows: int) -> None:
+        """Digest a file's first ``rows`` rows afresh (after a repair made its damaged rows unused holes)."""
+        self._require_writer()
+        digests = self._digests_of(target, 0, rows)
+        with self._lock, self._transaction():
+            self._forget_digests(target.path.name)
+            self._record_digests(digests)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -636,9 +601,12 @@ class Library:
         target = self.gallery_file(key, dim)
         assert target is not None
         target.sync()
+        digests = self._digests_of(target, 0, rows)
         with self._lock:
             old = self.gallery_file()
             with self._transaction():
+                self._forget_digests(target.path.name, old.path.name if old is not None else None)
+                self._record_digests(digests)
                 self._set_meta({"gallery_key": key, "gallery_dim": dim, "gallery_rows": rows, "gallery_model": model})
             if old is not None and old.path != target.path:
                 old.path.unlink(missing_ok=True)
@@ -649,8 +617,11 @@ class Library:
         gallery = self.gallery_file()
         assert gallery is not None
         gallery.sync()
-        with self._lock, self._transaction():
-            self._set_meta({"gallery_rows": rows})
+        with self._lock:
+            digests = self._digests_of(gallery, int(self.meta("gallery_rows")), rows)
+            with self._transaction():
+                self._record_digests(digests)
+                self._set_meta({"gallery_rows": rows})
 
     def gallery_state(self) -> tuple[str, int, int]:
         """(active gallery key, rows it covers, committed rows)."""
@@ -673,6 +644,47 @@ class Library:
     def backbone_features(self) -> np.ndarray:
         """Read-only memory map (next_row, backbone_dim) float16 of the backbone features."""
         return self._mapped(self.backbone_file(), self.next_row)
+
+    def backbone_features_unchecked(self, rows: int) -> np.ndarray:
+        """Memory map of the first ``rows`` feature rows the file holds (for checks of a damaged library)."""
+        return self.backbone_file().view(rows)
+
+    # -- repairs (dvan.library.integrity) ----------------------------------------------------------
+
+    def drop_projections(self, kind: str) -> None:
+        """Forget the active "gallery" or "captions" projections (recomputed on the next search/reproject)."""
+        self._require_writer()
+        target = self.gallery_file() if kind == "gallery" else self.captions_file()
+        with self._lock, self._transaction():
+            self._forget_digests(target.path.name if target is not None else None)
+            if kind == "gallery":
+                self._set_meta({"gallery_key": "", "gallery_dim": 0, "gallery_rows": 0, "gallery_model": ""})
+            else:
+                self._set_meta({"captions_key": "", "captions_model": ""})
+        if target is not None:
+            target.path.unlink(missing_ok=True)
+        self._maps.clear()
+
+    def sources_of_rows(self, rows: Sequence[int]) -> list[SourceRecord]:
+        """The sources of the tiles at the given feature rows."""
+        ids: set[int] = set()
+        with self._lock:
+            for start in range(0, len(rows), 500):
+                chunk = [int(r) for r in rows[start:start + 500]]
+                marks = ",".join("?" * len(chunk))
+                ids.update(i for (i,) in self._db.execute(f"SELECT DISTINCT source_id FROM tiles WHERE row IN ({marks})",
+                                                         chunk))
+        return [s for s in self.sources() if s.id in ids]
+
+    def pad_to_records(self) -> None:
+        """Extend short array and thumbnail files with zeros to their recorded length (after their tiles
+        were removed, so the zero rows are unused holes)."""
+        from dvan.library.integrity import pad_file
+
+        self._require_writer()
+        pad_file(self.backbone_file().path, self.next_row * self.backbone_file().row_bytes)
+        pad_file(self.path / THUMBS_FILE, int(self.meta("thumbs_end")))
+        self._maps.clear()
 
     def _mapped(self, target: RowFile, rows: int) -> np.ndarray:
         """A memory map kept open between calls: re-mapping would fault every page in again per query."""
@@ -874,7 +886,9 @@ class Library:
             if len(entries):
                 target.write(start, projections)
                 target.sync()
+            digests = self._digests_of(target, start, start + len(entries))
             with self._transaction():
+                self._record_digests(digests)
                 for index, entry in enumerate(entries):
                     self._db.execute(
                         "INSERT INTO captions (row, audio, image, label, split, text, speaker, audio_size,"
@@ -892,7 +906,10 @@ class Library:
             target.sync()
         with self._lock:
             old = self.captions_file()
+            digests = self._digests_of(target, 0, int(self.meta("next_caption_row"))) if target.path.exists() else []
             with self._transaction():
+                self._forget_digests(target.path.name, old.path.name if old is not None else None)
+                self._record_digests(digests)
                 if rows is not None:
                     keep = {int(r) for r in rows}
                     for (row,) in self._db.execute("SELECT row FROM captions").fetchall():
@@ -924,7 +941,12 @@ class Library:
             skipped = self._db.execute("SELECT COALESCE(SUM(skipped_nodata), 0) FROM sources").fetchone()[0]
         next_row = self.next_row
         key, gallery_rows, _ = self.gallery_state()
-        sizes = {p.name: p.stat().st_size for p in self.path.iterdir() if p.is_file() and p.name != LOCK_FILE}
+        sizes = {}
+        for entry in os.scandir(self.path):  # dot files: the lock, and other processes' short-lived write probes
+            if not entry.name.startswith("."):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.is_file():
+                        sizes[entry.name] = entry.stat().st_size
         return {
             "path": str(self.path), "format": LIBRARY_FORMAT, "backbone": self.backbone_name,
             "tile_size": self.meta("tile_size"), "overlap": self.meta("overlap"),

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dvan.audio.features import AudioFeatures, recording_features
-from dvan.errors import CheckpointError, LibraryError, UntrainedModelError
+from dvan.errors import CheckpointError, InvalidValueError, LibraryDamagedError, LibraryError, UntrainedModelError
 from dvan.library.captions import ensure_captions
 from dvan.library.projection import (
     captions_key,
@@ -208,6 +208,7 @@ class SearchEngine:
         """
         rows = self.library.live_rows()
         if bbox is not None:
+            check_bbox(bbox)
             rows = np.intersect1d(rows, self.library.rows_in_bbox(*bbox), assume_unique=True)
         if sources:
             rows = np.intersect1d(rows, self.library.rows_of_sources(sources), assume_unique=True)
@@ -220,14 +221,21 @@ class SearchEngine:
         Raises:
             LibraryError: the library's projections are not for this model; call :meth:`prepare`.
         """
+        check_top(top_k)
         if not isinstance(query, Query):
             query = self.encode_file(query)
+        self._require_finite(query.projection)
         if not gallery_is_current(self.library, self.bundle.model, self._gallery_key):
             raise LibraryError(f"{self.library.path}: gallery projections are not for this model yet; run "
                                f"'dvan library reproject {self.library.path} --model CKPT' (SearchEngine.prepare)")
         gallery = self.library.gallery()
-        rows, logits = _top_k(gallery, self.candidates(bbox, sources), query.projection, self.decision, top_k,
-                              self.backend, self.bundle.device, self.chunk_rows, cancel)
+        try:
+            rows, logits = _top_k(gallery, self.candidates(bbox, sources), query.projection, self.decision, top_k,
+                                  self.backend, self.bundle.device, self.chunk_rows, cancel)
+        except FloatingPointError as exc:
+            raise LibraryDamagedError(
+                f"{self.library.path}: {exc} (NaN in the stored gallery projections); no ranking is shown; run "
+                f"'dvan library check {self.library.path} --repair'") from exc
         tiles = self.library.tiles_at_rows(rows.tolist())
         return [TileHit(rank + 1, _sigmoid(float(logit)), float(logit), tile)
                 for rank, (logit, tile) in enumerate(zip(logits, tiles, strict=True))]
@@ -240,6 +248,7 @@ class SearchEngine:
         Ranks by the match probability of equation 5 and reports its logit
         ``log(p / (1 - p))``; slow, for tests and benchmarks.
         """
+        check_top(top_k)
         if not isinstance(query, Query):
             query = self.encode_file(query)
         features = self.library.backbone_features()
@@ -252,6 +261,9 @@ class SearchEngine:
             probability = naive_probability(self.bundle.model.fusion, images, audio).double().cpu().numpy()
             logits = np.log(probability) - np.log1p(-probability)
             best.add(rows, logits.astype(np.float32))
+        if best.nonfinite:
+            raise LibraryDamagedError(f"{self.library.path}: {best.nonfinite} NaN score(s) from the stored features; no "
+                                      f"ranking is shown; run 'dvan library check {self.library.path} --repair'")
         rows, logits = best.result()
         tiles = self.library.tiles_at_rows(rows.tolist())
         return [TileHit(rank + 1, _sigmoid(float(logit)), float(logit), tile)
@@ -282,6 +294,7 @@ class SearchEngine:
         Raises:
             LibraryError: the library holds no spoken captions, or they are for another model.
         """
+        check_top(top_k)
         held = self.library.captions()
         if not held:
             raise LibraryError(f"{self.library.path}: the library holds no spoken captions; add some with "
@@ -290,13 +303,54 @@ class SearchEngine:
             raise LibraryError(f"{self.library.path}: the spoken captions were encoded by another model; run "
                                f"'dvan library reproject {self.library.path} --model CKPT' (SearchEngine.prepare)")
         projection = self.image_projection(image)
+        self._require_finite(projection)
         gallery = self.library.caption_projections()
         candidates = np.array(sorted(c.row for c in held), dtype=np.int64)
-        rows, logits = _top_k(gallery, candidates, projection, self.decision, top_k, self.backend,
-                              self.bundle.device, self.chunk_rows, None)
+        try:
+            rows, logits = _top_k(gallery, candidates, projection, self.decision, top_k, self.backend,
+                                  self.bundle.device, self.chunk_rows, None)
+        except FloatingPointError as exc:
+            raise LibraryDamagedError(
+                f"{self.library.path}: {exc} (NaN in the stored caption projections); no ranking is shown; run "
+                f"'dvan library check {self.library.path} --repair'") from exc
         captions = self.library.captions_at_rows(rows.tolist())
         return [CaptionHit(rank + 1, _sigmoid(float(logit)), float(logit), caption)
                 for rank, (logit, caption) in enumerate(zip(logits, captions, strict=True))]
+
+
+    def _require_finite(self, projection: np.ndarray) -> None:
+        """Refuse a model whose query side or decision vector is not finite (NaN weights)."""
+        if np.isfinite(projection).all() and np.isfinite(self.decision.direction).all() and \
+                math.isfinite(self.decision.offset):
+            return
+        name = str(self.bundle.checkpoint) if self.bundle.checkpoint else "the model"
+        raise CheckpointError(f"{name}: the model computes NaN/Inf scores (its weights hold NaN or Inf), so no "
+                              "ranking is shown; use another checkpoint (retrain, or restore this one)")
+
+
+def check_top(top_k: int) -> None:
+    """Refuse a result count below 1.
+
+    Raises:
+        InvalidValueError: naming the option.
+    """
+    if top_k < 1:
+        raise InvalidValueError(f"--top {top_k}: ask for at least 1 result")
+
+
+def check_bbox(bbox: Sequence[float]) -> None:
+    """Refuse a lon/lat box that is not on the globe: W, E in [-180, 180], S <= N in [-90, 90], all finite.
+
+    Raises:
+        InvalidValueError: naming the values.
+    """
+    shown = " ".join(f"{v:g}" for v in bbox)
+    if len(bbox) != 4 or not all(math.isfinite(v) for v in bbox):
+        raise InvalidValueError(f"--bbox {shown}: give four finite numbers W S E N in degrees")
+    west, south, east, north = bbox
+    if not (-180 <= west <= 180 and -180 <= east <= 180 and -90 <= south <= north <= 90):
+        raise InvalidValueError(f"--bbox {shown}: W and E must lie in [-180, 180], S and N in [-90, 90] with S <= N "
+                                "(W > E crosses the antimeridian)")
 
 
 def _top_k(gallery: np.ndarray, candidates: np.ndarray, query: np.ndarray, decision: Decision, k: int, backend: str,

@@ -10,7 +10,9 @@ whole). Two interchangeable backends:
   (chunks are copied to the GPU as stored, float16 included, and widened there).
 
 Both rank by logit (sigmoid is monotonic, and logits keep their resolution where
-probabilities round to 1.0); ties are broken by row, so results are deterministic.
+probabilities round to 1.0); ties are broken by row, so results are deterministic. A NaN score
+(damaged projections, or a model with NaN weights) never enters a ranking: :func:`top_k` raises
+FloatingPointError, and the caller says what is damaged.
 """
 
 from __future__ import annotations
@@ -79,11 +81,18 @@ class TopK:
         self.k = k
         self.rows = np.zeros(0, dtype=np.int64)
         self.logits = np.zeros(0, dtype=np.float32)
+        self.nonfinite = 0
 
     def add(self, rows: np.ndarray, logits: np.ndarray) -> None:
-        """Merge one chunk's scores."""
+        """Merge one chunk's scores (NaN scores are counted in ``nonfinite`` and never kept)."""
         if self.k <= 0 or rows.size == 0:
             return
+        finite = ~np.isnan(logits)
+        if not finite.all():
+            self.nonfinite += int(rows.size - finite.sum())
+            rows, logits = rows[finite], logits[finite]
+            if rows.size == 0:
+                return
         if rows.size > self.k:
             keep = np.argpartition(-logits, self.k - 1)[:self.k]
             rows, logits = rows[keep], logits[keep]
@@ -151,13 +160,19 @@ def top_k(gallery: np.ndarray, candidates: np.ndarray, query: np.ndarray, decisi
 
     Returns:
         (rows, logits) of the best k, best first.
+
+    Raises:
+        FloatingPointError: some scores are NaN (the message says how many): no ranking.
     """
     if backend == "numba":
         _set_numba_threads()
-    best = TopK(k)
+    best = TopK(max(k, 1))
     for start in range(0, candidates.size, chunk_rows):
         if check is not None:
             check()
         rows = candidates[start:start + chunk_rows]
         best.add(rows, chunk_logits(gallery, rows, query, decision, backend, device))
-    return best.result()
+    if best.nonfinite:
+        raise FloatingPointError(f"{best.nonfinite} of {candidates.size} scores are NaN")
+    rows, logits = best.result()
+    return rows[:k], logits[:k]
