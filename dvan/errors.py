@@ -16,6 +16,7 @@ Every message names the file or setting at fault and says what to change.
     ├── LibraryError                a tile library cannot be opened or changed
     │   └── BackboneMismatchError   library built with another backbone: re-index
     ├── TrainingError               training stopped (divergence, NaN, no data)
+    ├── DiskFullError               a write failed for lack of space; what was saved before is intact
     └── Cancelled                   a long job was cancelled through its cancel token
 """
 
@@ -76,6 +77,10 @@ class BackboneMismatchError(LibraryError):
 
 class TrainingError(DvanError):
     """Training cannot go on."""
+
+
+class DiskFullError(DvanError):
+    """A write ran out of disk space; earlier saved files are untouched (every write is atomic)."""
 
 
 class Cancelled(DvanError):

@@ -60,15 +60,26 @@ def read_manifest(path: str | Path, check_files: bool = True) -> list[ManifestEn
     """
     path = Path(path)
     if not path.is_file():
-        raise ManifestError(f"{path}: no such manifest; write one (see docs) or create it with 'dvan speak'")
+        what = "a folder" if path.is_dir() else "not a regular file" if path.exists() else "no such manifest"
+        raise ManifestError(f"{path}: {what}; pass a manifest file (write one, see docs, or create it with "
+                            "'dvan speak')")
     root = path.parent
     entries: list[ManifestEntry] = []
     image_labels: dict[Path, str] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (closed below; lines are decoded one by one to name a bad one)
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror}); check its permissions") from exc
+    with handle:
+        for number, data in enumerate(handle, start=1):
+            where = f"{path}, line {number}"
+            try:
+                raw = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ManifestError(f"{where}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column {exc.start + 1}); "
+                                    "save the manifest as UTF-8") from exc
             if not raw.strip():
                 continue
-            where = f"{path}, line {number}"
             try:
                 record = json.loads(raw)
             except json.JSONDecodeError as exc:
