@@ -100,10 +100,11 @@ def read_manifest(path: str | Path, check_files: bool = True) -> list[ManifestEn
             image = (root / record["image"]).resolve()
             audio = (root / record["audio"]).resolve()
             if check_files:
-                if not image.is_file():
-                    raise ManifestError(f"{where}: image file {image} does not exist; fix the path or add the file")
-                if not audio.is_file():
-                    raise ManifestError(f"{where}: audio file {audio} does not exist; fix the path or add the file")
+                for kind, target in (("image", image), ("audio", audio)):
+                    if not target.is_file():
+                        state = "is a folder" if target.is_dir() else "is not a regular file (a pipe, socket or " \
+                            "device)" if target.exists() else "does not exist"
+                        raise ManifestError(f"{where}: {kind} file {target} {state}; fix the path or add the file")
             known = image_labels.setdefault(image, record["label"])
             if known != record["label"]:
                 raise ManifestError(f"{where}: image {record['image']} labelled {record['label']!r} here but "
