@@ -4,6 +4,10 @@ Metadata keys: ``dvan_format`` (checkpoint format version), ``dvan_config`` (Mod
 ``dvan_info`` (free JSON: training preset, metrics, ...). Files are written to a temporary
 name and renamed, so a kill never leaves a half-written checkpoint under the real name.
 Nothing here unpickles anything.
+
+Reading validates before allocating: every config field's type and range, then the name and
+shape of every tensor the config implies (a model built on the meta device) against the
+safetensors header. Only then are the weights read; NaN or Inf weights are refused.
 """
 
 from __future__ import annotations
