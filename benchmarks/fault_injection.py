@@ -172,7 +172,7 @@ def evaluate_case(case: Case, result: dict[str, Any], before: dict[str, str], af
             problems.append(extra)
     case.outcome = {"rc": result["rc"], "first_line": first_line(stderr), "traceback": traceback, "intact": intact,
                     "pass": not problems, "why": "; ".join(problems), "peak_mb": result.get("peak_mb"),
-                    "seconds": result.get("seconds")}
+                    "seconds": result.get("seconds"), "note": result.get("note")}
 
 
 def run_case(case: Case, work: Path) -> None:
@@ -266,7 +266,7 @@ def _sources(work: Path, library: Path) -> list[str]:
     done = dvan(work, "library", "info", str(library), "--json", timeout=120)
     if done["rc"] != 0:
         return []
-    return [Path(s["path"]).name for s in json.loads(done["stdout"]).get("sources", [])]
+    return [Path(s["path"]).name for s in json.loads(done["stdout"]).get("source_files", [])]
 
 
 def _private_mount(mount: str, command: str, prepare: str = "", after: str = "") -> str:
@@ -401,14 +401,14 @@ def build_cases(work: Path) -> tuple[list[Case], Callable[[], None]]:
     latin1 = manifest.parent / "latin1.jsonl"
     latin1.write_bytes(lines[0] + lines[1].replace(b'"train"', b'"tr\xe9in"') + b"".join(lines[2:]))
     cases.append(Case("manifest with a non-UTF-8 byte", "input", "exit 2 naming file and line",
-                      [*train, str(work / "run-latin1"), *quick], said=("line 2", "utf-8"), protect=(latin1,)))
+                      ["train", str(latin1), str(work / "run-latin1"), *quick], said=("line 2", "utf-8"), protect=(latin1,)))
     record = json.loads(lines[0])
     for label, target in (("a folder", a_folder), ("a FIFO", fifo)):
         bad = manifest.parent / f"audio-{label.split()[-1].lower()}.jsonl"
         bad.write_text(json.dumps({**record, "audio": str(target)}) + "\n")
         cases.append(Case(f"manifest audio is {label}", "input", "exit 2 saying what it is, not 'no such file'",
                           ["train", str(bad), str(work / "run-odd"), *quick],
-                          said=("folder",) if "folder" in label else ("not a regular file",), timeout=120))
+                          said=("is a folder",) if "folder" in label else ("not a regular file",), timeout=120))
     loud = odd / "loud.wav"
     t = np.arange(32000) / 16000
     sf.write(loud, (np.sin(2 * np.pi * 200 * t * (1 + t)) * 1e30).astype(np.float32), 16000, subtype="FLOAT")
@@ -457,7 +457,7 @@ def build_cases(work: Path) -> tuple[list[Case], Callable[[], None]]:
         data[:64] = np.nan
         data.flush()
 
-    lib = library("nan-gallery")
+    lib = library("bad-rows")
     cases.append(Case("gallery rows overwritten with NaN: search", "library", "exit 2, never a ranking of nan",
                       ["search", str(lib), "--wav", query], said=("nan",), protect=(lib,),
                       prepare=lambda lib=lib: nan_rows(lib),
@@ -512,11 +512,12 @@ def build_cases(work: Path) -> tuple[list[Case], Callable[[], None]]:
     os.symlink("self", loop / "self")
     os.symlink("b", loop / "a")
     os.symlink("a", loop / "b")
+    os.symlink(".", loop / "again")  # a folder that contains itself
     lib_loop = library("symlink-loop")
     cases.append(Case("symlink loop inside an added folder", "library", "the good file imported, the loop reported",
                       ["library", "add", str(lib_loop), str(loop), "--quiet"], rc=(0, 1),
                       check=lambda r: None if "good.tif" in _sources(work, lib_loop) else "good file not imported"))
-    readonly = library("read-only")
+    readonly = library("shared-archive")
     bind = f"mount --bind {readonly} {readonly} && mount -o remount,bind,ro {readonly}"
     cases.append(Case("read-only library: search", "library", "exit 0, ranked results", rc=(0,), protect=(readonly,),
                       shell=_private_mount(bind, f"{sys.executable} -m dvan.cli.main search {readonly} --wav {query}")))
@@ -529,8 +530,8 @@ def build_cases(work: Path) -> tuple[list[Case], Callable[[], None]]:
                       ["search", str(base), "--wav", query, "--bbox", "nan", "0", "1", "1"], said=("bbox",),
                       protect=(base,)))
     cases.append(Case("library create --tile-size 0", "library", "exit 2",
-                      ["library", "create", str(work / "lib-tile0"), "--tile-size", "0"], said=("tile",)))
-    lib = library("overlap")
+                      ["library", "create", str(work / "lib-zero"), "--tile-size", "0"], said=("tile",)))
+    lib = library("negative")
     cases.append(Case("library add --overlap -10", "library", "exit 2, library untouched",
                       ["library", "add", str(lib), str(chips[3]), "--overlap", "-10", "--quiet"], said=("overlap",),
                       protect=(lib,)))
@@ -579,6 +580,7 @@ def write_results(cases: list[Case], machine: dict[str, Any], seconds: float) ->
     for c in cases:
         o = c.outcome
         result = "skipped" if o["pass"] is None else "pass" if o["pass"] else f"FAIL: {o['why']}"
+        result += f" ({o['note']})" if o.get("note") else ""
         line = o["first_line"].replace("|", "\\|")
         lines.append(f"| {c.name} | {c.expected} | {o['rc']} | {line} | {'yes' if o['traceback'] else 'no'} | "
                      f"{'yes' if o['intact'] else 'no'} | {o['peak_mb'] or '-'} | {result.replace('|', '/')} |")
@@ -606,7 +608,8 @@ def main(argv: list[str] | None = None) -> int:
             o = case.outcome
             state = "skip" if o["pass"] is None else "pass" if o["pass"] else "FAIL"
             print(f"{state:4s} [{case.group}] {case.name}: exit {o['rc']}, {o['first_line'][:110]}"
-                  + (f"  ({o['why']})" if o["why"] and state == "FAIL" else ""), flush=True)
+                  + (f"  ({o['why']})" if o["why"] and state == "FAIL" else "")
+                  + (f"  [{o['note']}]" if o.get("note") else ""), flush=True)
         close()
         json_path, md_path = write_results(cases, machine, time.monotonic() - started)
         tried = [c for c in cases if c.outcome["pass"] is not None]
