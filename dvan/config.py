@@ -102,15 +102,92 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Rebuild from :meth:`to_dict` output; unknown keys raise ``ValueError`` naming them."""
+        """Rebuild from :meth:`to_dict` output, validated by :func:`validate_config`.
+
+        Raises:
+            ValueError: unknown keys, or a field of the wrong type or out of range; the message
+                names the field.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"the config must be a JSON object, got {type(data).__name__}")
         data = dict(data)
-        audio_data = dict(data.pop("audio", {}))
+        audio_data = data.pop("audio", {})
+        if not isinstance(audio_data, dict):
+            raise ValueError(f"field 'audio' must be a JSON object, got {type(audio_data).__name__}")
         audio_names = {f.name for f in dataclasses.fields(AudioConfig)}
         model_names = {f.name for f in dataclasses.fields(cls)}
         unknown = (set(audio_data) - audio_names) | (set(data) - model_names)
         if unknown:
             raise ValueError(f"unknown config fields: {sorted(unknown)}")
-        return cls(audio=AudioConfig(**audio_data), **data)
+        config = cls(audio=AudioConfig(**audio_data), **data)
+        validate_config(config)
+        return config
+
+
+# Sanity bounds of each numeric field: (type, lowest, highest). They are far beyond any useful
+# model yet small enough that a config inside them never asks for an absurd allocation.
+_AUDIO_LIMITS: dict[str, tuple[type, float, float]] = {
+    "sample_rate": (int, 1000, 384000),
+    "n_fft": (int, 16, 65536),
+    "hop_length": (int, 1, 65536),
+    "n_mels": (int, 1, 1024),
+    "n_coefficients": (int, 1, 1024),
+    "max_frames": (int, 8, 200000),
+    "trim_db": (float, 1.0, 200.0),
+}
+_MODEL_LIMITS: dict[str, tuple[type, float, float]] = {
+    "audio_dim": (int, 1, 65536),
+    "fusion_dim": (int, 1, 65536),
+    "dropout": (float, 0.0, 0.99),
+}
+#: Largest flat audio input (channels x coefficients x frames) the paper's 1-D branch is built for.
+MAX_FLAT_LENGTH = 4_000_000
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "representation": ("mfcc", "delta", "delta2", "spectrogram", "mfcc_stack"),
+    "layout": ("flat", "grid"),
+    "audio_branch": ("paper1d", "tconv"),
+    "backbone": tuple(BACKBONE_DIMS),
+}
+
+
+def _check_number(name: str, value: Any, kind: type, low: float, high: float) -> None:
+    # bool is an int to Python, never a size or a rate to us
+    wanted = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, wanted):
+        raise ValueError(f"field {name!r} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    if not low <= value <= high:  # also false for NaN
+        raise ValueError(f"field {name!r} is {value!r}, outside {low:g}..{high:g}")
+
+
+def validate_config(config: ModelConfig) -> None:
+    """Check every field's type and range, so a config can never build an absurd model.
+
+    Raises:
+        ValueError: the first bad field, named (``audio.hop_length``, ``dropout``, ...).
+    """
+    audio = config.audio
+    for name, (kind, low, high) in _AUDIO_LIMITS.items():
+        _check_number(f"audio.{name}", getattr(audio, name), kind, low, high)
+    for name, (kind, low, high) in _MODEL_LIMITS.items():
+        _check_number(name, getattr(config, name), kind, low, high)
+    for name, choices in _CHOICES.items():
+        holder = audio if hasattr(audio, name) else config
+        value = getattr(holder, name)
+        if value not in choices:
+            label = f"audio.{name}" if holder is audio else name
+            raise ValueError(f"field {label!r} is {value!r}; use one of {', '.join(choices)}")
+    if not isinstance(audio.normalize, bool):
+        raise ValueError(f"field 'audio.normalize' must be true or false, got {audio.normalize!r}")
+    if audio.hop_length > audio.n_fft:
+        raise ValueError(f"field 'audio.hop_length' ({audio.hop_length}) is larger than audio.n_fft ({audio.n_fft})")
+    if audio.flat_length > MAX_FLAT_LENGTH:
+        raise ValueError(f"fields 'audio.n_coefficients' x 'audio.max_frames' give {audio.flat_length} inputs, "
+                         f"more than {MAX_FLAT_LENGTH}")
+    if config.audio_branch == "paper1d" and (audio.layout != "flat" or audio.flat_length % 64):
+        raise ValueError("field 'audio_branch' is 'paper1d', which needs audio.layout 'flat' and "
+                         "channels x n_coefficients x max_frames a multiple of 64")
+    if config.audio_branch == "tconv" and audio.layout != "grid":
+        raise ValueError("field 'audio_branch' is 'tconv', which needs audio.layout 'grid'")
 
 
 def paper_config(representation: Representation = "mfcc", backbone: BackboneName = "efficientnet-lite0") -> ModelConfig:

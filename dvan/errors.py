@@ -22,6 +22,7 @@ Every message names the file or setting at fault and says what to change.
     │   └── DiskFullError           the disk filled up during a write (nothing committed is lost)
     ├── InvalidValueError           a numeric option is out of range (tile size, overlap, --top, --bbox)
     ├── TrainingError               training stopped (divergence, NaN, no data)
+    ├── DiskFullError               a write failed for lack of space; what was saved before is intact
     └── Cancelled                   a long job was cancelled through its cancel token
 """
 
@@ -106,6 +107,10 @@ class InvalidValueError(DvanError):
 
 class TrainingError(DvanError):
     """Training cannot go on."""
+
+
+class DiskFullError(DvanError):
+    """A write ran out of disk space; earlier saved files are untouched (every write is atomic)."""
 
 
 class Cancelled(DvanError):

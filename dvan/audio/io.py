@@ -44,6 +44,11 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise AudioDecodeError(f"{path}: is a folder, not an audio file; pass a WAV, FLAC or OGG file")
+        if path.exists():
+            raise AudioDecodeError(f"{path}: is not a regular file (a pipe, socket or device); pass a WAV, FLAC or "
+                                   "OGG file")
         raise AudioDecodeError(f"{path}: no such audio file; check the path")
     if path.stat().st_size == 0:
         raise AudioDecodeError(f"{path}: the file is empty (0 bytes); record or export it again")
@@ -75,9 +80,11 @@ def prepare_waveform(data: np.ndarray, source_rate: int, sample_rate: int = 1600
     if np.issubdtype(samples.dtype, np.integer):
         scale = float(np.iinfo(samples.dtype).max) + 1.0
         samples = samples.astype(np.float32) / scale
-    samples = samples.astype(np.float32, copy=False)
+    elif not np.issubdtype(samples.dtype, np.floating):
+        raise AudioDecodeError(f"{source}: samples of type {samples.dtype} are not audio; use PCM or float samples")
     if samples.ndim == 2:
-        samples = samples.mean(axis=1)
+        # in float64: a float file's samples may be near float32's limit, where a float32 sum overflows
+        samples = samples.mean(axis=1, dtype=np.float64)
     if samples.ndim != 1:
         raise AudioDecodeError(f"{source}: expected (frames,) or (frames, channels) samples, got shape {samples.shape}")
     if samples.size == 0:
@@ -94,6 +101,13 @@ def prepare_waveform(data: np.ndarray, source_rate: int, sample_rate: int = 1600
             f"{MIN_SECONDS * 1000:.0f} ms"
         )
     peak = float(np.abs(samples).max())
+    if peak > 1.0:
+        # float files may hold any scale (1e30 is valid float data); analysis squares the samples,
+        # which overflows float32 far below that. Features are per-utterance normalised, so
+        # scaling the peak to 1 changes nothing but that.
+        samples = samples / peak
+        peak = 1.0
+    samples = samples.astype(np.float32, copy=False)
     if peak < SILENCE_PEAK:
         raise SilentAudioError(f"{source}: the audio is silent (peak {peak:.1e}); check the microphone and record again")
     if source_rate != sample_rate:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from dvan.cli._library_common import StageBars, add_model_options
+from dvan.errors import DvanError
 from dvan.library import Library
 from dvan.progress import CancelToken
 from dvan.search import SearchEngine, load_search_model
@@ -17,6 +18,10 @@ from dvan.search.engine import check_top
 def run(args: argparse.Namespace) -> int:
     """Rank the captions and print them."""
     check_top(args.top)
+    if args.image is not None and not args.image.is_file():
+        what = "is a folder" if args.image.is_dir() else "is not a regular file (a pipe, socket or device)" \
+            if args.image.exists() else "no such image file"
+        raise DvanError(f"{args.image}: {what}; pass an image or raster file")
     bundle = load_search_model(args.model, args.device, args.allow_untrained)
     with Library.open(args.library) as library:
         engine = SearchEngine(library, bundle)

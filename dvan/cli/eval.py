@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from dvan.cli._collection_args import add_label_arguments
 from dvan.data.collections import LabelPolicy
 from dvan.data.manifest import SPLITS
+from dvan.errors import DiskFullError, DvanError
 from dvan.eval.evaluate import evaluate
+from dvan.fsutil import is_disk_full
 from dvan.progress import TqdmProgress
 
 
@@ -34,8 +38,36 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _check_output(option: str, value: str | None) -> Path | None:
+    """An output file the run will write, refused before the (long) evaluation when it cannot be."""
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        raise DvanError(f"{option} {path}: is a folder; give a file name")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise DvanError(f"{option} {path}: {path.parent} is a file, not a folder; choose another place")
+    return path
+
+
+def _write_atomically(option: str, path: Path, write: Callable[[Path], object]) -> None:
+    """Write through a temporary name beside ``path`` and rename, so a failure never leaves half a file."""
+    partial = path.with_name(path.name + ".partial" + path.suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(partial)
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise DiskFullError(f"{option} {path}: disk full while writing it; free some space and run again") from exc
+        raise DvanError(f"{option} {path}: cannot write it ({exc.strerror or exc}); choose a writable place") from exc
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, write the JSON report and PR curves when asked."""
+    json_path = _check_output("--json", args.json)
+    png_path = _check_output("--pr-curve", args.pr_curve)
     bar = TqdmProgress(disable=args.quiet)
     try:
         report = evaluate(args.checkpoint, args.manifest, split=args.split, device=args.device,
@@ -44,15 +76,15 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     print(format_report(report))
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-        print(f"report: {path}")
-    if args.pr_curve:
+    if json_path is not None:
+        text = json.dumps(report, indent=1) + "\n"
+        _write_atomically("--json", json_path, lambda target: target.write_text(text, encoding="utf-8"))
+        print(f"report: {json_path}")
+    if png_path is not None:
         from dvan.eval.plots import plot_pr_curves
 
-        print(f"precision-recall curves: {plot_pr_curves(report, args.pr_curve)}")
+        _write_atomically("--pr-curve", png_path, lambda target: plot_pr_curves(report, target))
+        print(f"precision-recall curves: {png_path}")
     return 0
 
 

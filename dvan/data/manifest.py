@@ -60,15 +60,26 @@ def read_manifest(path: str | Path, check_files: bool = True) -> list[ManifestEn
     """
     path = Path(path)
     if not path.is_file():
-        raise ManifestError(f"{path}: no such manifest; write one (see docs) or create it with 'dvan speak'")
+        what = "a folder" if path.is_dir() else "not a regular file" if path.exists() else "no such manifest"
+        raise ManifestError(f"{path}: {what}; pass a manifest file (write one, see docs, or create it with "
+                            "'dvan speak')")
     root = path.parent
     entries: list[ManifestEntry] = []
     image_labels: dict[Path, str] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (closed below; lines are decoded one by one to name a bad one)
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror}); check its permissions") from exc
+    with handle:
+        for number, data in enumerate(handle, start=1):
+            where = f"{path}, line {number}"
+            try:
+                raw = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ManifestError(f"{where}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column {exc.start + 1}); "
+                                    "save the manifest as UTF-8") from exc
             if not raw.strip():
                 continue
-            where = f"{path}, line {number}"
             try:
                 record = json.loads(raw)
             except json.JSONDecodeError as exc:
@@ -89,10 +100,11 @@ def read_manifest(path: str | Path, check_files: bool = True) -> list[ManifestEn
             image = (root / record["image"]).resolve()
             audio = (root / record["audio"]).resolve()
             if check_files:
-                if not image.is_file():
-                    raise ManifestError(f"{where}: image file {image} does not exist; fix the path or add the file")
-                if not audio.is_file():
-                    raise ManifestError(f"{where}: audio file {audio} does not exist; fix the path or add the file")
+                for kind, target in (("image", image), ("audio", audio)):
+                    if not target.is_file():
+                        state = "is a folder" if target.is_dir() else "is not a regular file (a pipe, socket or " \
+                            "device)" if target.exists() else "does not exist"
+                        raise ManifestError(f"{where}: {kind} file {target} {state}; fix the path or add the file")
             known = image_labels.setdefault(image, record["label"])
             if known != record["label"]:
                 raise ManifestError(f"{where}: image {record['image']} labelled {record['label']!r} here but "

@@ -646,6 +646,8 @@ def speak_captions(
     if limit is not None and limit < 1:
         raise SpeechError(f"limit={limit}: must be at least 1")
     out_dir = Path(out_dir).resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SpeechError(f"{out_dir}: OUT_DIR is an existing file, not a folder; pass a folder (created when missing)")
     captions = read_captions(captions_path, distinct=distinct)
     if limit is not None:
         captions = captions[:limit]
@@ -653,7 +655,10 @@ def speak_captions(
     report = SpeakReport(manifest=None)
     total = len(plans)
     progress(Progress("speak", 0, total, f"{total} captions"))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpeechError(f"{out_dir}: cannot create OUT_DIR ({exc.strerror or exc}); choose a writable folder") from exc
     outcome: dict[int, str] = {}  # plan index -> "spoken" | "reused" | "skip:<reason>" | "cancelled"
 
     def work(i: int, workdir: Path) -> tuple[int, str]:

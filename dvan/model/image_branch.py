@@ -187,10 +187,14 @@ def create_backbone(name: str = "efficientnet-lite0", device: torch.device | str
             f"{location.fix}"
         )
     module: nn.Module
-    if name == "efficientnet-lite0":
-        module = EfficientNetLite0Features(location.path)
-    else:
-        module = Vgg16Fc7Features(location.path)
+    # Building the network draws its (then overwritten) random init from torch's global generator;
+    # forking keeps that stream untouched, so training with the same seed gives the same model
+    # whether the image features came from the cache or needed the backbone.
+    with torch.random.fork_rng(devices=[]):
+        if name == "efficientnet-lite0":
+            module = EfficientNetLite0Features(location.path)
+        else:
+            module = Vgg16Fc7Features(location.path)
     module.eval().requires_grad_(False)
     device = torch.device(device)
     module.to(device)

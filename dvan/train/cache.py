@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -77,8 +78,17 @@ def expand(compact: np.ndarray, config: AudioConfig) -> AudioFeatures:
 def _save(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + f".{os.getpid()}.partial.npy")
-    np.save(partial, np.ascontiguousarray(array), allow_pickle=False)
-    os.replace(partial, path)
+    # np.save straight to a file reports a short write without its errno; writing the bytes
+    # through Python keeps the OSError (ENOSPC) that says why
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(buffer.getbuffer())
+        os.replace(partial, path)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _load(path: Path) -> np.ndarray | None:

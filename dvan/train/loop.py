@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,17 +26,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from dvan.data.collections import LabelPolicy, manifest_record, read_collections
 from dvan.device import resolve_device
-from dvan.errors import CheckpointMismatchError, TrainingError
+from dvan.errors import CheckpointMismatchError, DiskFullError, TrainingError
 from dvan.eval.evaluate import score_split, split_metrics, summary
+from dvan.fsutil import is_disk_full, remove_leftovers
 from dvan.model.checkpoint import load_checkpoint, save_checkpoint
 from dvan.model.factory import ModelBundle, create_model
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
 from dvan.train.augment import augment_grid
-from dvan.train.cache import FeatureCache
+from dvan.train.cache import FeatureCache, default_cache_dir
 from dvan.train.config import TrainConfig
 from dvan.train.data import SplitData, batch_input, load_split
 from dvan.train.state import RESUME_NAME, RunState, read_resume, restore, save_resume
@@ -235,13 +238,71 @@ def train(manifest: str | Path | Sequence[str | Path], train_config: TrainConfig
         The best checkpoint and its validation metrics.
 
     Raises:
-        TrainingError: missing splits, a resume file of another config, or divergence (NaN/Inf
-            or exploding loss); the message says what to change.
+        TrainingError: missing splits, a resume file of another config, divergence (NaN/Inf
+            or exploding loss), ``epochs`` < 1, an ``out_dir`` that is a file, not writable or in
+            use by another run; the message says what to change.
+        DiskFullError: the disk filled up; the last finished epoch stays resumable.
         Cancelled: the token was cancelled.
     """
+    if train_config.epochs < 1:
+        raise TrainingError(f"epochs must be at least 1, got {train_config.epochs}; pass --epochs 1 or more")
+    if train_config.seed < 0:
+        raise TrainingError(f"the seed must be 0 or more, got {train_config.seed}")
+    out = _prepare_out_dir(Path(out_dir))
+    lock = _lock_out_dir(out)
+    try:
+        # only now, holding the folder, can leftovers of a killed run be told from live writes
+        remove_leftovers(out)
+        return _train(manifest, train_config, out, progress, cancel, device, resume, cache_dir, backbone_weights,
+                      init_checkpoint)
+    except (OSError, SafetensorError) as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(f"disk full while training into {out} (feature cache "
+                                f"{Path(cache_dir) if cache_dir else default_cache_dir()}): free some space and run "
+                                "the same command again; it resumes from the last finished epoch") from exc
+        if isinstance(exc, OSError):
+            raise TrainingError(f"{exc.filename or out}: {exc.strerror or exc}; check the path and its "
+                                "permissions") from exc
+        raise
+    finally:
+        if lock is not None:
+            os.close(lock)  # closing releases the flock
+
+
+def _prepare_out_dir(out: Path) -> Path:
+    """Create OUT_DIR and prove it can be written, before any work is done."""
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"{out}: OUT_DIR is an existing file, not a folder; pass a folder (created when missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise TrainingError(f"{out}: cannot write in OUT_DIR ({exc.strerror or exc}); choose a writable folder") from exc
+    return out
+
+
+def _lock_out_dir(out: Path) -> int | None:
+    """An exclusive lock on OUT_DIR for this run (None where the platform has no flock)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise TrainingError(f"{out}: another training run is writing into this folder; wait for it to end or "
+                            "train into another folder") from exc
+    return fd
+
+
+def _train(manifest: str | Path, train_config: TrainConfig, out: Path, progress: ProgressCallback,
+           cancel: CancelToken | None, device: str | torch.device, resume: bool, cache_dir: str | Path | None,
+           backbone_weights: str | Path | None, init_checkpoint: str | Path | None) -> TrainResult:
+    """The body of :func:`train`, run while holding OUT_DIR."""
     cancel = cancel or CancelToken()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     resume_path, best_path, log = out / RESUME_NAME, out / BEST_NAME, _Log(out / LOG_NAME)
     config_dict = train_config.to_dict()
     resume_data = None

@@ -10,16 +10,16 @@ finished. A kill leaves either the previous file or the new one, never a mix.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from dvan.errors import TrainingError
+from dvan.model.checkpoint import write_safetensors_atomically
 
 RESUME_NAME = "resume.safetensors"
 RESUME_FORMAT = "1"
@@ -69,11 +69,7 @@ def save_resume(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optim
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     meta = {"state": state.to_dict(), "param_groups": optim_state["param_groups"], "train_config": train_config}
     metadata = {"dvan_resume": RESUME_FORMAT, "state": json.dumps(meta)}
-    partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata=metadata)
-    with open(partial, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+    write_safetensors_atomically(tensors, path, metadata)
 
 
 def read_resume(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -92,12 +88,32 @@ def read_resume(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise TrainingError(f"{path}: resume file unreadable ({exc}); delete it or train with --no-resume") from exc
     if metadata.get("dvan_resume") != RESUME_FORMAT:
         raise TrainingError(f"{path}: not a dvan resume file of format {RESUME_FORMAT}; delete it or use --no-resume")
-    return tensors, json.loads(metadata["state"])
+    try:
+        meta = json.loads(metadata["state"])
+        RunState.from_dict(meta["state"])
+        if not isinstance(meta["train_config"], dict) or not isinstance(meta["param_groups"], list):
+            raise ValueError("train_config or param_groups of the wrong type")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise TrainingError(f"{path}: resume file damaged ({exc}); delete it or train with --no-resume") from exc
+    return tensors, meta
 
 
 def restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: torch.nn.Module,
             optimizer: torch.optim.Optimizer) -> RunState:
-    """Load model, optimizer and RNG state from :func:`read_resume` output; return the run state."""
+    """Load model, optimizer and RNG state from :func:`read_resume` output; return the run state.
+
+    Raises:
+        TrainingError: the tensors do not fit the model or optimizer (a damaged or edited file).
+    """
+    try:
+        return _restore(tensors, meta, model, optimizer)
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise TrainingError(f"the resume file does not fit this model ({str(exc).splitlines()[0]}); delete it or "
+                            "train with --no-resume") from exc
+
+
+def _restore(tensors: dict[str, torch.Tensor], meta: dict[str, Any], model: torch.nn.Module,
+             optimizer: torch.optim.Optimizer) -> RunState:
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
