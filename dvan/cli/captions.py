@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 
 from dvan.cli._library_common import StageBars, add_model_options
-from dvan.library import Library
-from dvan.progress import CancelToken
-from dvan.search import SearchEngine, load_search_model
 
 
 def run(args: argparse.Namespace) -> int:
     """Rank the captions and print them."""
+    from dvan.library.store import Library
+    from dvan.progress import CancelToken
+    from dvan.search.engine import SearchEngine, load_search_model
+
     bundle = load_search_model(args.model, args.device, args.allow_untrained)
     with Library.open(args.library) as library:
         engine = SearchEngine(library, bundle)

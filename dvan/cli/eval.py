@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from dvan.data.manifest import SPLITS
-from dvan.eval.evaluate import evaluate
 from dvan.progress import TqdmProgress
 
 
@@ -34,6 +33,8 @@ def format_report(report: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, write the JSON report and PR curves when asked."""
+    from dvan.eval.evaluate import evaluate
+
     bar = TqdmProgress(disable=args.quiet)
     try:
         report = evaluate(args.checkpoint, args.manifest, split=args.split, device=args.device,

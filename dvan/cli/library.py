@@ -10,13 +10,15 @@ from pathlib import Path
 from dvan.cli._library_common import StageBars, add_model_options, optional_model
 from dvan.data.manifest import ManifestEntry
 from dvan.errors import LibraryError
-from dvan.library import Library, add_captions, ensure_captions, ensure_gallery, import_paths
-from dvan.library.store import GALLERY_DTYPES
-from dvan.model.factory import create_model
 from dvan.progress import CancelToken
+
+#: Storage choices of gallery projections (the keys of dvan.library.store.GALLERY_DTYPES; numpy-free here).
+GALLERY_DTYPE_NAMES = ("float16", "float32")
 
 
 def _create(args: argparse.Namespace) -> int:
+    from dvan.library.store import Library
+
     library = Library.create(args.path, backbone=args.backbone, gallery_dtype=args.gallery_dtype,
                              tile_size=args.tile_size, overlap=args.overlap)
     print(f"created library {library.path} (backbone {args.backbone}, tiles {args.tile_size} px, overlap "
@@ -26,6 +28,8 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace) -> int:
+    from dvan.library import Library, import_paths
+
     library = Library.open(args.path)
     bundle = optional_model(args.model, args.device)
     if bundle is None:
@@ -43,6 +47,8 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from dvan.library.store import Library
+
     with Library.open(args.path) as library:
         info = library.info()
         sources = library.sources()
@@ -78,6 +84,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
+    from dvan.library.store import Library
+
     with Library.open(args.path) as library:
         ids: list[int] = []
         for source in args.sources:
@@ -93,6 +101,8 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _reproject(args: argparse.Namespace) -> int:
+    from dvan.library import Library, ensure_captions, ensure_gallery
+
     bundle = optional_model(args.model, args.device)
     if bundle is None:
         raise LibraryError("no model: pass --model CKPT (no default model is installed)")
@@ -109,6 +119,9 @@ def _reproject(args: argparse.Namespace) -> int:
 
 
 def _reindex(args: argparse.Namespace) -> int:
+    from dvan.library import Library, import_paths
+    from dvan.model.factory import create_model
+
     bundle = None
     backbone = args.backbone
     if args.model is not None:
@@ -131,6 +144,8 @@ def _reindex(args: argparse.Namespace) -> int:
 
 
 def _add_captions(args: argparse.Namespace) -> int:
+    from dvan.library import Library, add_captions
+
     bundle = optional_model(args.model, args.device)
     if bundle is None:
         raise LibraryError("no model: pass --model CKPT (no default model is installed); spoken captions are "
@@ -167,7 +182,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--backbone", default="efficientnet-lite0", choices=["efficientnet-lite0", "vgg16-fc7"])
     create.add_argument("--tile-size", type=int, default=256, help="tile size in pixels (default 256)")
     create.add_argument("--overlap", type=int, default=0, help="overlap of neighbouring tiles in pixels (default 0)")
-    create.add_argument("--gallery-dtype", default="float16", choices=sorted(GALLERY_DTYPES),
+    create.add_argument("--gallery-dtype", default="float16", choices=GALLERY_DTYPE_NAMES,
                         help="storage of gallery projections: float16 (half the size) or float32 (exact)")
     create.set_defaults(func=_create)
 
