@@ -28,7 +28,7 @@ def collect_info(device: str = "auto") -> dict[str, Any]:
     import torch
 
     from dvan.device import resolve_device
-    from dvan.model.image_branch import locate_weights
+    from dvan.model.weights import locate_weights
     from dvan.resources import default_model_path
 
     problems: list[str] = []
