@@ -209,6 +209,7 @@ class MainWindow(QMainWindow):
         worker = Worker(self.backend.open_library, target, plain=True)
         worker.signals.finished.connect(lambda _: self._library_opened(target))
         worker.signals.failed.connect(lambda exc: self._library_failed(exc, on_failure))
+        worker.signals.done.connect(self.update_loading)  # the worker counts as running until done
         self.library_worker = worker.start()
         self.update_loading()
         return self.library_worker
@@ -251,8 +252,8 @@ class MainWindow(QMainWindow):
         parts = []
         if self.model_loading():
             parts.append("loading the model")
-        if self.backend.library_opening:
-            parts.append("opening the library")
+        if self.backend.library_opening or (self.library_worker is not None and self.library_worker.running):
+            parts.append("opening the library")  # until the views have it too
         if self._building_demo:
             parts.append("preparing the demo library (first start only)")
         if not parts:
