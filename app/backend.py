@@ -337,7 +337,8 @@ class Backend:
         backbone's first call, which holds the GIL for a few hundred milliseconds (measured) and
         would stall the GUI. What a spoken query needs comes first: ``progress`` gets a
         ``"model"`` report as soon as the model has encoded a query (the search can start), before
-        the backbone loads.
+        the backbone loads. Any other model (the image backbone here; models for typed or
+        transcribed queries) loads after that report or on its first use, never before it.
         """
         bundle = self.trained_bundle()
         rate = int(bundle.config.audio.sample_rate)

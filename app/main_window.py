@@ -43,9 +43,6 @@ from app.worker import Worker
 from dvan.errors import DvanError
 from dvan.progress import Progress
 
-#: Longest the window waits, when closed, for the model that is still loading, in seconds.
-WARM_WAIT_S = 30.0
-
 
 def text_input_has_focus(widget: QWidget | None) -> bool:
     """Whether keyboard focus is in a widget that takes typed text (Space must type there)."""
@@ -389,10 +386,9 @@ class MainWindow(QMainWindow):
     def _warm_done(self) -> None:
         if "torch" in sys.modules:  # loaded by now: asking it costs nothing
             self.settings_panel.refresh_detected()
-        if self.backend.model_loaded:
-            self._model_ready()  # no-op when its progress report came first
-        else:
-            self.update_loading()
+        # loaded or failed (the failure is in the status bar, and a search would say it again): hold-to-speak
+        # is back on either way; after the "model" report this only repeats cheap checks
+        self._model_ready()
         self.prestart_jobs()
 
     def prestart_jobs(self) -> Worker | None:
@@ -454,11 +450,6 @@ class MainWindow(QMainWindow):
         for worker in (self.library.worker, self.prepare_worker, self.training.worker):
             if worker is not None and worker.running:
                 worker.cancel()
-        if self.warm_worker is not None and self.warm_worker.running:
-            # closed while the model loads: let the loading thread finish (a few seconds at most), since
-            # the interpreter aborts when it exits in the middle of torch's native code
-            self.warm_worker.cancel()
-            self.warm_worker.wait(WARM_WAIT_S)
         QApplication.instance().removeEventFilter(self)  # type: ignore[union-attr]
         from app.worker import shutdown_job_servers
 
