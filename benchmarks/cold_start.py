@@ -119,9 +119,12 @@ def median(values: list[float]) -> float:
 
 
 def ensure_demo(library: Path | None) -> Path:
+    """``library`` as it is when given, else the demo library (built first when incomplete)."""
+    if library is not None:
+        return library
     from dvan.library.demo import demo_library_path, demo_library_ready
 
-    path = library or demo_library_path()
+    path = demo_library_path()
     if not demo_library_ready(path):
         subprocess.run([sys.executable, "-m", "dvan.cli.main", "demo", "--top", "1", "--quiet"], cwd=ROOT, env=_env(),
                        check=True, timeout=1800)
@@ -137,7 +140,8 @@ def text_search_exists() -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs of each command (default 5)")
-    parser.add_argument("--library", type=Path, help="library to search (default: the demo library)")
+    parser.add_argument("--library", type=Path, help="a built demo library to use as it is (default: the demo "
+                                                     "library, built first when missing)")
     parser.add_argument("--query", type=Path, default=ROOT / "resources" / "demo" / "queries" / "airplanes.wav")
     parser.add_argument("--text", default="many planes parked next to a long terminal",
                         help="the text query of dvan search --text, once it exists")
