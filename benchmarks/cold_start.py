@@ -147,16 +147,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="the text query of dvan search --text, once it exists")
     parser.add_argument("--skip-viewer", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "cold_start", help="results path without suffix")
+    parser.add_argument("--before", type=Path, metavar="JSON",
+                        help="results of the same benchmark on an earlier tree, shown below these ones")
+    parser.add_argument("--before-label", default="an earlier tree", help="what --before measured")
+    parser.add_argument("--render-only", type=Path, metavar="JSON", help="only re-render these results")
     parser.add_argument("--viewer-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--settings", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.viewer_child:
         return viewer_child(args.viewer_child, args.settings)
+    if args.render_only:
+        result = json.loads(args.render_only.read_text(encoding="utf-8"))
+        _write(result, args)
+        return 0
 
     machine = describe_machine()  # first: the load average before this benchmark adds any
     library = ensure_demo(args.library)
     python = sys.executable
     commands = {
+        "python": [python, "-c", "pass"],  # the floor under every process here
         "help": [python, "-m", "dvan.cli.main", "--help"],
         "search": [python, "-m", "dvan.cli.main", "search", str(library), "--wav", str(args.query), "--top", "5"],
         "import_torch": [python, "-c", "import torch"],
@@ -184,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     medians = {name: median(values) for name, values in times.items()}
     result = {
         "machine": machine,
-        "library": str(library),
-        "query": str(args.query),
+        "library": library.name,  # names only: results carry no machine paths
+        "query": args.query.name,
         "runs": args.runs,
         "seconds": times,
         "median_s": medians,
@@ -195,11 +204,26 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {"help_s": HELP_TARGET_S, "search_over_import_torch": SEARCH_RATIO_TARGET,
                     "viewer_ready_s": VIEWER_READY_TARGET_S},
     }
+    _write(result, args)
+    return 0
+
+
+def _write(result: dict, args: argparse.Namespace) -> None:  # type: ignore[type-arg]
+    if args.before:
+        before = json.loads(args.before.read_text(encoding="utf-8"))
+        result["before"] = {"label": args.before_label, **{k: v for k, v in before.items() if k != "before"}}
+    for entry in (result, result.get("before") or {}):  # names only: results carry no machine paths
+        for key in ("library", "query"):
+            if key in entry:
+                entry[key] = Path(entry[key]).name
+    text = render(result)
+    if result.get("before"):
+        before = result["before"]
+        text += "\n" + render(before).replace("# Cold start", f"## Before: {before['label']}", 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    args.out.with_suffix(".md").write_text(render(result), encoding="utf-8")
-    print(render(result))
-    return 0
+    args.out.with_suffix(".md").write_text(text, encoding="utf-8")
+    print(text)
 
 
 def _spread(values: list[float]) -> str:
@@ -215,7 +239,12 @@ def render(result: dict) -> str:  # type: ignore[type-arg]
              f"Command: `python benchmarks/cold_start.py --runs {result['runs']}`; every row is a fresh process, "
              f"{result['runs']} runs, interleaved; seconds, median (min, max).", "",
              f"Library: the demo library (42 tiles); query `{Path(result['query']).name}`.", "",
+             *(["The machine was shared (load average above its core count at the start): absolute times are "
+                "several times an idle machine's; the ratios to `import torch` and before/after hold better.", ""]
+               if machine["load_average"] and machine["load_average"][0] > (machine["cores"] or 1) else []),
              "| what | seconds | target |", "| --- | ---: | --- |",
+             *([f"| `python -c pass` (interpreter start, for scale) | {_spread(seconds['python'])} | |"]
+               if "python" in seconds else []),
              f"| `dvan --help` | {_spread(seconds['help'])} | < {result['targets']['help_s']} s |",
              f"| `dvan search LIB --wav {Path(result['query']).name} --top 5` | {_spread(seconds['search'])} | |",
              f"| `python -c \"import torch\"` | {_spread(seconds['import_torch'])} | |",
