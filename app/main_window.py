@@ -65,8 +65,10 @@ class MainWindow(QMainWindow):
     def __init__(self, backend: Backend, settings: AppSettings, parent: QWidget | None = None,
                  start_loading: bool = True) -> None:
         super().__init__(parent)
-        # False: the model waits for start_loading() (the entry point shows the window first)
+        # False (the entry point): the model waits for start_loading(), after the window has painted, and
+        # its first load runs on a worker; windows built otherwise load it when first needed, as they always did
         self._loading_held = not start_loading
+        self._background_start = not start_loading
         self.backend = backend
         self.settings = settings
         self.setWindowTitle("dvan — voice query imagery workstation")
@@ -275,6 +277,8 @@ class MainWindow(QMainWindow):
             self._model_ready()
 
     def _model_ready(self) -> None:
+        if self.backend.model_loaded:
+            self._background_start = False  # torch is in: later model changes load as they always did
         if not self.search.talk.isEnabled() and not self.search.busy \
                 and not (self.prepare_worker is not None and self.prepare_worker.running):
             self.search.talk.setEnabled(True)
@@ -334,8 +338,10 @@ class MainWindow(QMainWindow):
             return self.prepare_worker
         if self._loading_held:
             return None  # start_loading() comes back here
-        if self.backend.library is not None and not self.backend.model_loaded and self.backend.model_status().trained:
-            # the model loads on a worker first (the GUI never waits for torch); _model_ready comes back here
+        if self._background_start and self.backend.library is not None and not self.backend.model_loaded \
+                and self.backend.model_status().trained:
+            # at start-up the model loads on a worker first (the GUI never waits for torch's import);
+            # _model_ready comes back here
             loading = self.warm_up()
             if loading is not None:
                 return None
