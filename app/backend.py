@@ -21,12 +21,14 @@ import numpy as np
 
 from app.types import CaptionHit, Hit, ImportReport, ModelStatus, SearchOutcome, TileInfo
 from dvan.errors import CheckpointError, LibraryError
-from dvan.progress import CancelToken, ProgressCallback, no_progress
+from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
 
 #: Tiles returned per query (the grid shows them all; the map highlights the best 20).
 MAX_HITS = 100
 #: Spoken captions returned per image.
 MAX_CAPTIONS = 50
+#: Longest a search waits for a library that is still being opened in the background, in seconds.
+LIBRARY_WAIT_S = 120.0
 
 
 def is_trained(info: dict[str, Any]) -> bool:
@@ -104,6 +106,9 @@ class Backend:
         self._bundle_lock = threading.Lock()
         self._tiles: list[TileInfo] | None = None
         self._tiles_by_id: dict[int, TileInfo] = {}
+        # cleared while a library is being opened in the background (see expect_library)
+        self._library_opened = threading.Event()
+        self._library_opened.set()
 
     # -- library -------------------------------------------------------------------------------
     @property
@@ -121,10 +126,26 @@ class Backend:
         self._set_library(library)
 
     def open_library(self, path: str | Path) -> None:
-        """Open an existing library."""
+        """Open an existing library (safe on a worker thread; see :meth:`expect_library`)."""
         from dvan.library.store import Library
 
-        self._set_library(Library.open(path))
+        try:
+            self._set_library(Library.open(path))
+        finally:
+            self._library_opened.set()
+
+    def expect_library(self) -> None:
+        """Say that :meth:`open_library` is about to run on a worker: searches started meanwhile wait for it.
+
+        At start-up the library opens in the background while the model loads; a query spoken in
+        that moment is then answered as soon as the library is there instead of failing.
+        """
+        self._library_opened.clear()
+
+    @property
+    def library_opening(self) -> bool:
+        """Whether a library is being opened in the background."""
+        return not self._library_opened.is_set()
 
     def _set_library(self, library: Any) -> None:
         old, self.library = self.library, library
@@ -167,6 +188,8 @@ class Backend:
         return np.asarray(self._require_library().read_tile_image(tile_id))
 
     def _require_library(self) -> Any:
+        if self.library is None and threading.current_thread() is not threading.main_thread():
+            self._library_opened.wait(LIBRARY_WAIT_S)  # never blocks the GUI thread
         if self.library is None:
             raise LibraryError("no library is open; create or open one in the Library tab")
         return self.library
@@ -210,7 +233,7 @@ class Backend:
 
     def model_status(self) -> ModelStatus:
         """The active model: is there one, is it trained."""
-        from dvan.model.checkpoint import read_checkpoint_metadata
+        from dvan.model.metadata import read_checkpoint_metadata
 
         path = self.model_checkpoint()
         if not path.is_file():
@@ -232,7 +255,7 @@ class Backend:
     def model_config(self) -> Any:
         """The active model's config (a default config when no checkpoint is readable)."""
         from dvan.config import ModelConfig
-        from dvan.model.checkpoint import read_checkpoint_metadata
+        from dvan.model.metadata import read_checkpoint_metadata
 
         try:
             config, _ = read_checkpoint_metadata(self.model_checkpoint())
@@ -261,6 +284,11 @@ class Backend:
             self._bundle = None
             self._engine = None
 
+    @property
+    def model_loaded(self) -> bool:
+        """Whether the active model is in memory (searching needs no more loading)."""
+        return self._bundle is not None
+
     def trained_bundle(self) -> Any:
         """The active model, loaded on first use; an untrained one is refused.
 
@@ -270,6 +298,8 @@ class Backend:
         """
         with self._bundle_lock:
             if self._bundle is None:
+                # torch's first use in this process: its threads leave a core to the GUI from the start
+                reserve_gui_core()
                 from dvan.search.engine import load_search_model
 
                 bundle = load_search_model(self.model_path, device=self.device)
@@ -300,24 +330,34 @@ class Backend:
             return False
         return bool(self.engine().needs_projection)
 
-    def warm_up(self) -> None:
+    def warm_up(self, progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> None:
         """Load the model and run its audio front end and image backbone once (on a worker, at start).
 
         The first spoken query is then answered fast, and an import does not start with the
         backbone's first call, which holds the GIL for a few hundred milliseconds (measured) and
-        would stall the GUI.
+        would stall the GUI. What a spoken query needs comes first: ``progress`` gets a
+        ``"model"`` report as soon as the model has encoded a query (the search can start), before
+        the backbone loads. Any other model (the image backbone here; models for typed or
+        transcribed queries) loads after that report or on its first use, never before it.
         """
         bundle = self.trained_bundle()
-        bundle.backbone.features([np.zeros((64, 64, 3), dtype=np.uint8)])
         rate = int(bundle.config.audio.sample_rate)
         t = np.arange(rate) / rate
         tone = (0.3 * np.sin(2 * np.pi * 220 * t) * np.sin(2 * np.pi * 3 * t) ** 2).astype(np.float32)
         if self.library is not None:
-            self.engine().encode_recording(tone, rate)
+            engine = self.engine()
+            query = engine.encode_recording(tone, rate)
+            if not engine.needs_projection:
+                engine.search(query, top_k=1)  # loads the scoring kernels too
         else:
             from dvan.audio.features import recording_features
+            from dvan.search.engine import QUERY_FEATURES
 
-            recording_features(tone, rate, bundle.config.audio)
+            recording_features(tone, rate, bundle.config.audio, QUERY_FEATURES)
+        progress(Progress("model", 1, 1, "model loaded"))
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        bundle.backbone.features([np.zeros((64, 64, 3), dtype=np.uint8)])
 
     # -- search --------------------------------------------------------------------------------
     def search_waveform(self, samples: np.ndarray, rate: int, source: str = "microphone",

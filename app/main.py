@@ -23,7 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Start the viewer; returns the exit code."""
+    """Start the viewer; returns the exit code.
+
+    The window shows first; the model then loads and the library opens on workers, with a
+    loading state in the Search tab (torch is not imported before the window has painted).
+    """
     args = build_parser().parse_args(list(argv) if argv is not None else None)
     import multiprocessing
 
@@ -33,7 +37,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.backend import Backend
     from app.main_window import MainWindow
     from app.settings import AppSettings
-    from dvan.errors import DvanError
 
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0]])
@@ -41,9 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setOrganizationName("dvan")
     app.setStyle("Fusion")
     apply_dark_palette(app)
-    from app.backend import reserve_gui_core
-
-    reserve_gui_core()
     settings = AppSettings.from_file(args.settings) if args.settings else AppSettings()
     if args.device:
         settings.device = args.device
@@ -51,27 +51,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.active_model = str(args.model.resolve())
     backend = Backend(device=settings.device, backbone_weights=settings.backbone_weights or None,
                       model_path=settings.active_model or None)
-    problem = ""
     library = args.library
     if library is None and not args.demo and settings.library_path:
         library = Path(settings.library_path)
-    if library is not None:
-        try:
-            backend.open_library(library)
-            settings.library_path = str(library)
-        except DvanError as exc:
-            problem = problem or str(exc)
-    window = MainWindow(backend, settings)
+    # the model starts loading once the window has painted: torch's import holds the interpreter
+    # for seconds and would otherwise delay the window
+    window = MainWindow(backend, settings, start_loading=False)
     if args.tab:
         names = ["search", "map", "captions", "library", "training", "settings"]
         window.tabs.setCurrentIndex(names.index(args.tab))
+    window.start_loading_after_paint()
     window.show()
-    if args.demo:
-        window.open_demo()
-    if problem:
-        window.show_message(problem)
+
+    def warn(problem: str) -> None:
         if not os.environ.get("DVAN_APP_NO_DIALOGS"):
             QMessageBox.warning(window, "dvan", problem)
+
+    if library is not None:
+        window.open_library_in_background(library, on_failure=warn)
+    if args.demo:
+        window.open_demo()
     return int(app.exec())
 
 

@@ -7,9 +7,11 @@ text field has focus is the hold-to-speak key.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QKeyEvent
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
@@ -60,8 +62,13 @@ class MainWindow(QMainWindow):
 
     projections_ready = Signal()
 
-    def __init__(self, backend: Backend, settings: AppSettings, parent: QWidget | None = None) -> None:
+    def __init__(self, backend: Backend, settings: AppSettings, parent: QWidget | None = None,
+                 start_loading: bool = True) -> None:
         super().__init__(parent)
+        # False (the entry point): the model waits for start_loading(), after the window has painted, and
+        # its first load runs on a worker; windows built otherwise load it when first needed, as they always did
+        self._loading_held = not start_loading
+        self._background_start = not start_loading
         self.backend = backend
         self.settings = settings
         self.setWindowTitle("dvan — voice query imagery workstation")
@@ -71,6 +78,8 @@ class MainWindow(QMainWindow):
         self.player = Player(self)
         self.prepare_worker: Worker | None = None
         self.warm_worker: Worker | None = None
+        self.library_worker: Worker | None = None
+        self._building_demo = False
         self._warmed: tuple[str, str, str] | None = None
         self._prestarted = False
 
@@ -187,13 +196,107 @@ class MainWindow(QMainWindow):
         self.backend.set_device(device)
         self.show_message(f"Compute device: {device} (used from the next model load)")
 
+    # --- start-up: the window first, then the model and the library in the background -------
+    def open_library_in_background(self, path: str | Path, on_failure: Any = None) -> Worker:
+        """Open a library on a worker (the window stays responsive); the views follow once it is open.
+
+        A query spoken meanwhile waits for it (:meth:`~app.backend.Backend.expect_library`).
+        ``on_failure(message)`` is called when it cannot be opened.
+        """
+        target = Path(path)
+        self.backend.expect_library()
+        worker = Worker(self.backend.open_library, target, plain=True)
+        worker.signals.finished.connect(lambda _: self._library_opened(target))
+        worker.signals.failed.connect(lambda exc: self._library_failed(exc, on_failure))
+        worker.signals.done.connect(self.update_loading)  # the worker counts as running until done
+        self.library_worker = worker.start()
+        self.update_loading()
+        return self.library_worker
+
+    def _library_opened(self, path: Path) -> None:
+        self.settings.library_path = str(path)
+        self.library.say(f"Opened {path}.")
+        self.library_changed()
+        self.update_loading()
+
+    def _library_failed(self, error: BaseException, on_failure: Any) -> None:
+        text = str(error) if isinstance(error, DvanError) else f"The library cannot be opened: {error}"
+        self.show_message(text)
+        self.update_loading()
+        if on_failure is not None:
+            on_failure(text)
+
+    def start_loading(self) -> None:
+        """Start loading the model (and the projections it needs) if the constructor was told to wait."""
+        if self._loading_held:
+            self._loading_held = False
+            self.prepare_projections()
+
+    def start_loading_after_paint(self) -> None:
+        """Call :meth:`start_loading` once the window has painted for the first time."""
+        window = self
+
+        class FirstPaint(QObject):
+            def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+                if event.type() == QEvent.Type.Paint:
+                    window.removeEventFilter(self)
+                    QTimer.singleShot(0, window.start_loading)  # after this paint completes
+                return False
+
+        self._first_paint = FirstPaint(self)
+        self.installEventFilter(self._first_paint)
+
+    def loading_text(self) -> str:
+        """What is still loading, as the Search tab's banner says it ("" when nothing is)."""
+        parts = []
+        if self.model_loading():
+            parts.append("loading the model")
+        if self.backend.library_opening or (self.library_worker is not None and self.library_worker.running):
+            parts.append("opening the library")  # until the views have it too
+        if self._building_demo:
+            parts.append("preparing the demo library (first start only)")
+        if not parts:
+            return ""
+        text = " and ".join(parts)
+        hint = " Hold to speak works as soon as the model is loaded." if self.model_loading() else ""
+        return f"{text[0].upper()}{text[1:]}…{hint}"
+
+    def model_loading(self) -> bool:
+        """Whether the active trained model is being loaded (searching waits for it)."""
+        return (self.warm_worker is not None and self.warm_worker.running and not self.backend.model_loaded
+                and self.backend.model_status().trained)
+
+    def update_loading(self) -> None:
+        """Show the loading state in the Search tab; hold-to-speak is off only while the model loads."""
+        self.search.set_loading(self.loading_text())
+        if self.model_loading():
+            self.search.talk.setEnabled(False)
+
+    def _warm_progress(self, report: Progress) -> None:
+        if report.stage == "model":
+            self._model_ready()
+
+    def _model_ready(self) -> None:
+        if self.backend.model_loaded:
+            self._background_start = False  # torch is in: later model changes load as they always did
+        if not self.search.talk.isEnabled() and not self.search.busy \
+                and not (self.prepare_worker is not None and self.prepare_worker.running):
+            self.search.talk.setEnabled(True)
+        self.update_loading()
+        if self.backend.library is not None:
+            self.prepare_projections()
+
     # --- demo ------------------------------------------------------------------------------
     def open_demo(self, path: str | Path | None = None) -> Worker:
-        """Build the demo library on first use (progress in the status bar), then open it."""
+        """Open the demo library, building it first on first use (progress in the status bar)."""
         from app.jobs import demo_job
-        from dvan.library.demo import demo_library_path
+        from dvan.library.demo import demo_library_path, demo_library_ready
 
         target = Path(path) if path else demo_library_path()
+        if demo_library_ready(target):
+            worker = self.open_library_in_background(target)
+            worker.signals.finished.connect(lambda _: self._demo_message(target))
+            return worker
         model, device, _ = self.backend.job_settings()
         # without a trained model only backbone features are stored; projections follow once one is active
         self.job_bar.setRange(0, 0)
@@ -206,14 +309,25 @@ class MainWindow(QMainWindow):
         worker.signals.failed.connect(lambda exc: self._prepare_done(f"The demo library cannot be built: {exc}"))
         worker.signals.cancelled.connect(lambda: self._prepare_done("Building the demo library was cancelled; "
                                                                     "start with --demo again to complete it."))
+        worker.signals.done.connect(self._demo_job_done)
+        self._building_demo = True
         self.prepare_worker = worker.start()
+        self.update_loading()
         return self.prepare_worker
+
+    def _demo_job_done(self) -> None:
+        self._building_demo = False
+        self.update_loading()
 
     def _demo_ready(self, folder: Path) -> None:
         self.job_bar.hide()
         self.job_cancel.hide()
         self.prepare_worker = None
+        self._building_demo = False
         self.library.open_library(folder)
+        self._demo_message(folder)
+
+    def _demo_message(self, folder: Path) -> None:
         self.show_message(f"Demo library {folder}: UC Merced test images; their coordinates are illustrative. "
                           "Hold Space and say e.g. \"many planes parked next to a long terminal\".")
 
@@ -222,6 +336,15 @@ class MainWindow(QMainWindow):
         """Compute the library's projections for the active model on a worker, with progress, when needed."""
         if self.prepare_worker is not None and self.prepare_worker.running:
             return self.prepare_worker
+        if self._loading_held:
+            return None  # start_loading() comes back here
+        if self._background_start and self.backend.library is not None and not self.backend.model_loaded \
+                and self.backend.model_status().trained:
+            # at start-up the model loads on a worker first (the GUI never waits for torch's import);
+            # _model_ready comes back here
+            loading = self.warm_up()
+            if loading is not None:
+                return None
         try:
             needed = self.backend.needs_projection()
         except DvanError as exc:
@@ -250,7 +373,7 @@ class MainWindow(QMainWindow):
     def warm_up(self) -> Worker | None:
         """Load the model and the audio front end in the background (the first query is then fast)."""
         status = self.backend.model_status()
-        if not status.trained:
+        if not status.trained or self._loading_held:
             return None
         if self.warm_worker is not None and self.warm_worker.running:
             return self.warm_worker
@@ -258,11 +381,21 @@ class MainWindow(QMainWindow):
         if key == self._warmed:
             return None
         self._warmed = key
-        worker = Worker(self.backend.warm_up, plain=True)
+        worker = Worker(self.backend.warm_up)
+        worker.signals.progress.connect(self._warm_progress)
         worker.signals.failed.connect(lambda exc: self.show_message(f"The model cannot be loaded: {exc}"))
-        worker.signals.done.connect(self.prestart_jobs)
+        worker.signals.done.connect(self._warm_done)
         self.warm_worker = worker.start()
+        self.update_loading()
         return self.warm_worker
+
+    def _warm_done(self) -> None:
+        if "torch" in sys.modules:  # loaded by now: asking it costs nothing
+            self.settings_panel.refresh_detected()
+        # loaded or failed (the failure is in the status bar, and a search would say it again): hold-to-speak
+        # is back on either way; after the "model" report this only repeats cheap checks
+        self._model_ready()
+        self.prestart_jobs()
 
     def prestart_jobs(self) -> Worker | None:
         """Start a job server in the background (once), so an import or a training run starts without a pause.

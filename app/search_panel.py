@@ -65,6 +65,10 @@ MAX_RESULTS = 200
 
 CELL = QSize(168, 214)
 HOLD_TEXT = "Hold to speak"
+#: The banner's look for a problem that keeps search off (no trained model, no library).
+BANNER_PROBLEM = "background: #5a2a1a; color: #ffd9c9; padding: 6px; border-radius: 4px;"
+#: Its look while the model or the library loads at start-up: a state, not an error.
+BANNER_LOADING = "background: #1f3550; color: #d6e6ff; padding: 6px; border-radius: 4px;"
 LISTEN_TEXT = "Listening… release to search"
 THUMB = 144
 
@@ -271,6 +275,7 @@ class SearchPanel(QWidget):
         self.last_latency_ms: float | None = None
         self._since_release = QElapsedTimer()
         self._stopped_by_limit = False
+        self.loading = ""  # what is still loading at start-up ("" when nothing); see set_loading
 
         self.talk = QPushButton(HOLD_TEXT)
         self.talk.setObjectName("HoldToSpeak")
@@ -297,8 +302,9 @@ class SearchPanel(QWidget):
         self.replay_button.setEnabled(False)
         self.replay_button.clicked.connect(self.replay)
         self.model_banner = QLabel("")
+        self.model_banner.setObjectName("ModelBanner")
         self.model_banner.setWordWrap(True)
-        self.model_banner.setStyleSheet("background: #5a2a1a; color: #ffd9c9; padding: 6px; border-radius: 4px;")
+        self.model_banner.setStyleSheet(BANNER_PROBLEM)
         self.model_banner.hide()
 
         side = QVBoxLayout()
@@ -360,14 +366,26 @@ class SearchPanel(QWidget):
         self.refresh_model_state()
 
     # --- state -----------------------------------------------------------------------------
+    def set_loading(self, text: str) -> None:
+        """Show what is still loading at start-up (a neutral banner, not a problem); "" when all is loaded."""
+        self.loading = text
+        self.refresh_model_state()
+
     def refresh_model_state(self) -> None:
         """Show whether searching is possible with the active model and library."""
         status = self.backend.model_status()
+        problem = ""
         if not status.trained:
-            self.model_banner.setText("Search is off: " + (status.message or "no trained model."))
+            problem = "Search is off: " + (status.message or "no trained model.")
+        elif self.backend.library is None and not self.loading:
+            problem = "No library is open: create or open one in the Library tab (or start with --demo)."
+        if problem:
+            self.model_banner.setStyleSheet(BANNER_PROBLEM)
+            self.model_banner.setText(problem)
             self.model_banner.show()
-        elif self.backend.library is None:
-            self.model_banner.setText("No library is open: create or open one in the Library tab (or start with --demo).")
+        elif self.loading:
+            self.model_banner.setStyleSheet(BANNER_LOADING)
+            self.model_banner.setText(self.loading)
             self.model_banner.show()
         else:
             self.model_banner.hide()
@@ -389,7 +407,8 @@ class SearchPanel(QWidget):
         if self.recorder.recording or self.busy:
             return
         if not self.talk.isEnabled():
-            self.say("Wait a moment: the library's projections for the active model are being computed "
+            self.say(f"Wait a moment: {self.loading[0].lower() + self.loading[1:]}" if self.loading else
+                     "Wait a moment: the library's projections for the active model are being computed "
                      "(progress in the status bar).", error=True)
             return
         self._stopped_by_limit = False

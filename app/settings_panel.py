@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Signal
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -66,8 +67,10 @@ class SettingsPanel(QWidget):
             self.device.addItem(text, key)
         self.device.setCurrentIndex(max(0, [k for k, _ in DEVICE_CHOICES].index(settings.device)))
         self.device.currentIndexChanged.connect(self._device_changed)
-        self.detected = QLabel(detected_compute())
+        # asking torch costs its import (seconds): filled in once the model has loaded, or when the tab is shown
+        self.detected = QLabel("Detected: (known once the model has loaded)")
         self.detected.setWordWrap(True)
+        self._detected_known = False
         compute_form.addRow("Device:", self.device)
         compute_form.addRow("", self.detected)
 
@@ -125,6 +128,16 @@ class SettingsPanel(QWidget):
         self._update_weights_status()
 
     # --- audio -----------------------------------------------------------------------------
+    def refresh_detected(self) -> None:
+        """Show what torch sees (imports torch when nothing has yet)."""
+        self.detected.setText(detected_compute())
+        self._detected_known = True
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        if not self._detected_known:
+            self.refresh_detected()
+        super().showEvent(event)
+
     def refresh_devices(self, rescan: bool = False) -> None:
         """List the audio devices (asking PortAudio to look again with ``rescan``) and select the saved ones."""
         if rescan:
@@ -194,7 +207,7 @@ class SettingsPanel(QWidget):
         self._update_weights_status()
 
     def _update_weights_status(self) -> None:
-        from dvan.model.image_branch import locate_weights
+        from dvan.model.weights import locate_weights
 
         value = self.settings.backbone_weights
         location = locate_weights("vgg16-fc7", value or None)

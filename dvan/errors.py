@@ -18,11 +18,10 @@ Every message names the file or setting at fault and says what to change.
     ├── LibraryError                a tile library cannot be opened or changed
     │   ├── BackboneMismatchError   library built with another backbone: re-index
     │   ├── LibraryDamagedError     an array file is shorter than recorded, or holds NaN/Inf
-    │   ├── ReadOnlyLibraryError    a write was asked of a library on a read-only folder or mount
-    │   └── DiskFullError           the disk filled up during a write (nothing committed is lost)
+    │   └── ReadOnlyLibraryError    a write was asked of a library on a read-only folder or mount
     ├── InvalidValueError           a numeric option is out of range (tile size, overlap, --top, --bbox)
     ├── TrainingError               training stopped (divergence, NaN, no data)
-    ├── DiskFullError               a write failed for lack of space; what was saved before is intact
+    ├── DiskFullError               a write (library, checkpoint, report) ran out of space; what was saved is intact
     └── Cancelled                   a long job was cancelled through its cancel token
 """
 
@@ -95,10 +94,6 @@ class LibraryDamagedError(LibraryError):
 
 class ReadOnlyLibraryError(LibraryError):
     """A write was asked of a library whose folder or files cannot be written."""
-
-
-class DiskFullError(LibraryError):
-    """The disk filled up during a library write; everything committed before it stays."""
 
 
 class InvalidValueError(DvanError):

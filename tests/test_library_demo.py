@@ -10,6 +10,7 @@ from library_helpers import checkpoint
 
 from dvan.cli.main import main
 from dvan.library import Library
+from dvan.library.demo import demo_library_ready
 from dvan.resources import resources_dir
 
 DEMO = resources_dir() / "demo"
@@ -39,6 +40,7 @@ def test_demo_without_default_model_says_so_and_builds_nothing(
 def test_demo_builds_its_library_once_and_ranks_tiles(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("DVAN_DEMO_LIBRARY", str(tmp_path / "demo-library"))
+    assert not demo_library_ready()
     assert main(["demo", "--model", str(checkpoint(0)), "--quiet"]) == 2  # untrained: refused
     assert "not marked as trained" in capsys.readouterr().err
     assert main(["demo", "--model", str(checkpoint(0)), "--allow-untrained", "--quiet", "--query", "harbor",
@@ -53,3 +55,7 @@ def test_demo_builds_its_library_once_and_ranks_tiles(
     assert windows == {tuple(t["window"]) for t in layout["tiles"]}
     assert main(["demo", "--model", str(checkpoint(0)), "--allow-untrained", "--quiet", "--query", "airplanes"]) == 0
     assert "42 tiles" in capsys.readouterr().out  # second run: nothing re-imported
+    # complete: the viewer opens it as it is, without an import job
+    assert demo_library_ready()
+    assert main(["library", "remove", str(tmp_path / "demo-library"), str(DEMO / "chips" / "forest99.jpg")]) == 0
+    assert not demo_library_ready(tmp_path / "demo-library")  # a demo file missing: the viewer completes it first

@@ -111,7 +111,20 @@ def prepare_waveform(data: np.ndarray, source_rate: int, sample_rate: int = 1600
     if peak < SILENCE_PEAK:
         raise SilentAudioError(f"{source}: the audio is silent (peak {peak:.1e}); check the microphone and record again")
     if source_rate != sample_rate:
-        import librosa
-
-        samples = librosa.resample(samples, orig_sr=source_rate, target_sr=sample_rate, res_type="soxr_hq")
+        samples = resample(samples, source_rate, sample_rate)
     return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def resample(samples: np.ndarray, source_rate: int, sample_rate: int) -> np.ndarray:
+    """1-D float32 ``samples`` from ``source_rate`` to ``sample_rate`` with soxr's high quality.
+
+    The same numbers as ``librosa.resample(samples, orig_sr=..., target_sr=..., res_type="soxr_hq")``
+    (soxr, then cut or zero-padded to ``ceil(len * ratio)`` samples), without importing librosa.
+    """
+    import soxr
+
+    length = int(np.ceil(samples.shape[-1] * float(sample_rate) / source_rate))
+    resampled = np.asarray(soxr.resample(samples, source_rate, sample_rate, quality="soxr_hq"), dtype=np.float32)
+    if resampled.shape[-1] >= length:
+        return resampled[:length]
+    return np.pad(resampled, (0, length - resampled.shape[-1]))

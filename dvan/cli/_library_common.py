@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dvan.model.factory import ModelBundle, create_model
 from dvan.progress import Progress, TqdmProgress
 from dvan.resources import default_model_path
+
+if TYPE_CHECKING:  # torch is imported by the commands that load a model, not by the parsers
+    from dvan.model.factory import ModelBundle
 
 #: Unit shown by the progress bar of each stage.
 STAGE_UNITS = {"scan": "file", "import": "tile", "reproject": "tile", "captions": "caption"}
@@ -45,6 +48,8 @@ def add_model_options(parser: argparse.ArgumentParser, results: bool) -> None:
 
 def optional_model(checkpoint: Path | None, device: str) -> ModelBundle | None:
     """The model to store projections for while indexing: --model, else the default model, else None."""
+    from dvan.model.factory import create_model
+
     if checkpoint is not None:
         return create_model(checkpoint=checkpoint, device=device)
     if default_model_path().is_file():

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from dvan.cli._library_common import StageBars, add_model_options
 from dvan.errors import DvanError
-from dvan.library import Library
-from dvan.progress import CancelToken
-from dvan.search import SearchEngine, load_search_model
-from dvan.search.engine import check_top
 
 
 def run(args: argparse.Namespace) -> int:
     """Rank the captions and print them."""
+    from dvan.library.store import Library
+    from dvan.progress import CancelToken
+    from dvan.search.engine import SearchEngine, check_top, load_search_model
+
     check_top(args.top)
     if args.image is not None and not args.image.is_file():
         what = "is a folder" if args.image.is_dir() else "is not a regular file (a pipe, socket or device)" \

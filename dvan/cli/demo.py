@@ -9,15 +9,16 @@ from pathlib import Path
 from dvan.cli._library_common import StageBars
 from dvan.cli.search import print_tile_hits
 from dvan.errors import CheckpointError
-from dvan.library import Library
-from dvan.library.demo import demo_library_path, demo_queries, ensure_demo_library
-from dvan.progress import CancelToken
 from dvan.resources import default_model_path
-from dvan.search import SearchEngine, load_search_model
 
 
 def run(args: argparse.Namespace) -> int:
     """Check the model, build the library if needed, and print ranked tiles for each demo query."""
+    from dvan.library.demo import demo_library_path, demo_queries, ensure_demo_library
+    from dvan.library.store import Library
+    from dvan.progress import CancelToken
+    from dvan.search.engine import SearchEngine, load_search_model
+
     if args.model is None and not default_model_path().is_file():
         print(f"dvan demo: the default model is not installed ({default_model_path()}), so there is nothing "
               "to search with; train it with 'dvan train' (it is written there) or pass --model CKPT. "

@@ -13,7 +13,6 @@ from dvan.cli._collection_args import add_label_arguments
 from dvan.data.collections import LabelPolicy
 from dvan.data.manifest import SPLITS
 from dvan.errors import DiskFullError, DvanError
-from dvan.eval.evaluate import evaluate
 from dvan.fsutil import is_disk_full
 from dvan.progress import TqdmProgress
 
@@ -66,6 +65,8 @@ def _write_atomically(option: str, path: Path, write: Callable[[Path], object]) 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, write the JSON report and PR curves when asked."""
+    from dvan.eval.evaluate import evaluate
+
     json_path = _check_output("--json", args.json)
     png_path = _check_output("--pr-curve", args.pr_curve)
     bar = TqdmProgress(disable=args.quiet)

@@ -9,7 +9,6 @@ import platform
 from typing import Any
 
 from dvan import __version__
-from dvan.device import resolve_device
 from dvan.errors import DvanError
 
 PACKAGES = ("torch", "torchvision", "numpy", "librosa", "soundfile", "sounddevice", "rasterio", "safetensors",
@@ -28,7 +27,8 @@ def collect_info(device: str = "auto") -> dict[str, Any]:
     """Everything ``dvan info`` reports, as a JSON-ready dict."""
     import torch
 
-    from dvan.model.image_branch import locate_weights
+    from dvan.device import resolve_device
+    from dvan.model.weights import locate_weights
     from dvan.resources import default_model_path
 
     problems: list[str] = []

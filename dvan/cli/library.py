@@ -11,15 +11,17 @@ from pathlib import Path
 from dvan.cli._library_common import StageBars, add_model_options, optional_model
 from dvan.data.manifest import ManifestEntry
 from dvan.errors import InvalidValueError, LibraryError
-from dvan.library import Library, add_captions, ensure_captions, ensure_gallery, import_paths
-from dvan.library.importer import DEFAULT_MAX_PIXELS
-from dvan.library.integrity import check_library
-from dvan.library.store import GALLERY_DTYPES
-from dvan.model.factory import create_model
 from dvan.progress import CancelToken
+
+#: Storage choices of gallery projections (the keys of dvan.library.store.GALLERY_DTYPES; numpy-free here).
+GALLERY_DTYPE_NAMES = ("float16", "float32")
+#: Default of --max-pixels (dvan.library.importer.DEFAULT_MAX_PIXELS, kept here so --help needs no rasterio).
+DEFAULT_MAX_PIXELS = 5_000_000_000
 
 
 def _create(args: argparse.Namespace) -> int:
+    from dvan.library.store import Library
+
     library = Library.create(args.path, backbone=args.backbone, gallery_dtype=args.gallery_dtype,
                              tile_size=args.tile_size, overlap=args.overlap)
     print(f"created library {library.path} (backbone {args.backbone}, tiles {args.tile_size} px, overlap "
@@ -29,6 +31,8 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace) -> int:
+    from dvan.library import Library, import_paths
+
     if not (math.isfinite(args.max_pixels) and args.max_pixels >= 1):
         raise InvalidValueError(f"--max-pixels {args.max_pixels:g}: give a number of pixels of at least 1")
     library = Library.open(args.path)
@@ -49,6 +53,8 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from dvan.library.store import Library
+
     with Library.open(args.path) as library:
         info = library.info()
         sources = library.sources()
@@ -84,6 +90,9 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from dvan.library import Library, ensure_captions, ensure_gallery, import_paths
+    from dvan.library.integrity import check_library
+
     bars = StageBars(disable=args.quiet)
     with Library.open(args.path, verify=False) as library:
         try:
@@ -116,6 +125,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
+    from dvan.library.store import Library
+
     with Library.open(args.path) as library:
         ids: list[int] = []
         for source in args.sources:
@@ -131,6 +142,8 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _reproject(args: argparse.Namespace) -> int:
+    from dvan.library import Library, ensure_captions, ensure_gallery
+
     bundle = optional_model(args.model, args.device)
     if bundle is None:
         raise LibraryError("no model: pass --model CKPT (no default model is installed)")
@@ -147,6 +160,9 @@ def _reproject(args: argparse.Namespace) -> int:
 
 
 def _reindex(args: argparse.Namespace) -> int:
+    from dvan.library import Library, import_paths
+    from dvan.model.factory import create_model
+
     bundle = None
     backbone = args.backbone
     if args.model is not None:
@@ -169,6 +185,8 @@ def _reindex(args: argparse.Namespace) -> int:
 
 
 def _add_captions(args: argparse.Namespace) -> int:
+    from dvan.library import Library, add_captions
+
     bundle = optional_model(args.model, args.device)
     if bundle is None:
         raise LibraryError("no model: pass --model CKPT (no default model is installed); spoken captions are "
@@ -205,7 +223,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--backbone", default="efficientnet-lite0", choices=["efficientnet-lite0", "vgg16-fc7"])
     create.add_argument("--tile-size", type=int, default=256, help="tile size in pixels (default 256)")
     create.add_argument("--overlap", type=int, default=0, help="overlap of neighbouring tiles in pixels (default 0)")
-    create.add_argument("--gallery-dtype", default="float16", choices=sorted(GALLERY_DTYPES),
+    create.add_argument("--gallery-dtype", default="float16", choices=GALLERY_DTYPE_NAMES,
                         help="storage of gallery projections: float16 (half the size) or float32 (exact)")
     create.set_defaults(func=_create)
 

@@ -7,14 +7,21 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dvan.cli._library_common import StageBars, add_model_options, format_bounds
-from dvan.library import Library
-from dvan.progress import CancelToken
-from dvan.search import SearchEngine, TileHit, load_search_model
-from dvan.search.engine import check_bbox, check_top
-from dvan.search.record import RECORD_RATE, record_query
+
+if TYPE_CHECKING:  # the parser is built without torch; run() imports what a search needs
+    import numpy as np
+
+    from dvan.search import TileHit
+
+
+def record_query(seconds: float) -> np.ndarray:
+    """``seconds`` of the default microphone at the query rate (sounddevice loads only when recording)."""
+    from dvan.search.record import record_query as record
+
+    return record(seconds)
 
 
 def print_tile_hits(hits: list[TileHit], header: str, out: Any = None) -> None:
@@ -35,6 +42,11 @@ def print_tile_hits(hits: list[TileHit], header: str, out: Any = None) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Encode the query, prepare projections if needed, print the ranked tiles."""
+    from dvan.library.store import Library
+    from dvan.progress import CancelToken
+    from dvan.search.engine import SearchEngine, check_bbox, check_top, load_search_model
+    from dvan.search.record import RECORD_RATE
+
     check_top(args.top)
     if args.bbox:
         check_bbox(args.bbox)
@@ -84,6 +96,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="only tiles intersecting this lon/lat box (WGS84 degrees)")
     parser.add_argument("--source", nargs="+", type=Path, metavar="FILE", help="only tiles of these source files")
     parser.add_argument("--backend", default="auto", choices=["auto", "numba", "torch"],
-                        help="scoring backend (auto: fused CPU kernel, torch on CUDA)")
+                        help="scoring backend (auto: fused CPU kernel; torch on CUDA and for under 50,000 tiles)")
     add_model_options(parser, results=True)
     parser.set_defaults(func=run)

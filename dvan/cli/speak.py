@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from dvan.data.speak import DEFAULT_VOICES, SpeakConfig, speak_captions
+from dvan.data.voices import DEFAULT_VOICES
 from dvan.errors import SpeechError
 from dvan.progress import TqdmProgress
 
@@ -26,6 +26,8 @@ def _split_voices(values: Sequence[str] | None) -> dict[str, tuple[str, ...]]:
 
 def run(args: argparse.Namespace) -> int:
     """Speak the captions; print a summary and every skipped caption. Exit 0 when anything was spoken."""
+    from dvan.data.speak import SpeakConfig, speak_captions
+
     config = SpeakConfig(
         voices=tuple(args.voices),
         split_voices=_split_voices(args.split_voices),

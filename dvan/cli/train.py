@@ -10,13 +10,14 @@ from dvan.config import Representation
 from dvan.data.collections import LabelPolicy
 from dvan.progress import TqdmProgress
 from dvan.train.config import PRESETS, make_train_config
-from dvan.train.loop import train
 
 REPRESENTATIONS = ("mfcc", "delta", "delta2", "spectrogram", "mfcc_stack")
 
 
 def run(args: argparse.Namespace) -> int:
     """Train, print where the best checkpoint is and its validation metrics."""
+    from dvan.train.loop import train
+
     overrides = {}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs

@@ -50,6 +50,7 @@ import numpy as np
 import soundfile as sf
 
 from dvan.data.manifest import SPLITS, ManifestEntry, write_manifest
+from dvan.data.voices import DEFAULT_VOICES
 from dvan.errors import SpeechError
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
 
@@ -69,13 +70,6 @@ ENGINE_TIMEOUT_S = 60.0
 #: flite voices that cannot read arbitrary text (awb_time only speaks clock times).
 FLITE_LIMITED = frozenset({"awb_time"})
 
-#: A varied default pool: five espeak-ng accents with male, female and named variants, and three flite voices.
-DEFAULT_VOICES: tuple[str, ...] = (
-    "espeak:en-us+m1", "espeak:en-us+m3", "espeak:en-us+f1", "espeak:en-us+f3", "espeak:en-us+Andy",
-    "espeak:en-us+klatt", "espeak:en-gb+m2", "espeak:en-gb+m4", "espeak:en-gb+f2", "espeak:en-gb+Annie",
-    "espeak:en-us-nyc+m2", "espeak:en-us-nyc+f1", "espeak:en-gb-x-gbclan+m3", "espeak:en-gb-x-gbcwmd+f3",
-    "espeak:en-gb-x-gbcwmd+m4", "flite:slt", "flite:awb", "flite:kal16",
-)
 
 
 @dataclass(frozen=True)

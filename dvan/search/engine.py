@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dvan.audio.features import AudioFeatures, recording_features
+from dvan.audio.features import AudioFeatures, FeatureBackend, file_features, recording_features
 from dvan.errors import CheckpointError, InvalidValueError, LibraryDamagedError, LibraryError, UntrainedModelError
 from dvan.library.captions import ensure_captions
 from dvan.library.projection import (
@@ -40,6 +40,9 @@ from dvan.resources import default_model_path
 from dvan.search.kernels import DEFAULT_CHUNK_ROWS, Decision, TopK, default_backend, top_k
 
 BBox = tuple[float, float, float, float]
+
+#: Spoken queries are analysed without librosa (the same features as training's, to float32 rounding).
+QUERY_FEATURES: FeatureBackend = "numpy"
 
 
 def is_trained(bundle: ModelBundle) -> bool:
@@ -130,7 +133,8 @@ class SearchEngine:
     Args:
         library: an open library.
         bundle: the model (see :func:`load_search_model`).
-        backend: "auto" (fused CPU kernel, or torch on CUDA), "numba" or "torch".
+        backend: "auto" (fused CPU kernel, or torch on CUDA or for a small gallery in a fresh process:
+            see :func:`dvan.search.kernels.default_backend`), "numba" or "torch".
         chunk_rows: rows scored per chunk (memory is bounded by one chunk).
 
     Raises:
@@ -143,7 +147,8 @@ class SearchEngine:
                                else "the model")
         self.library = library
         self.bundle = bundle
-        self.backend = default_backend(bundle.device) if backend == "auto" else backend
+        # "auto" is resolved per search: it depends on how many rows are scored
+        self.backend = backend
         self.chunk_rows = chunk_rows
         bundle.model.eval()
         self.decision = Decision.from_scorer(bundle.model.fusion)
@@ -190,11 +195,12 @@ class SearchEngine:
         Raises:
             AudioError: the file is not usable audio.
         """
-        return self.encode(self.bundle.audio_frontend.features(path), str(path))
+        return self.encode(file_features(path, self.bundle.config.audio, QUERY_FEATURES), str(path))
 
     def encode_recording(self, samples: np.ndarray, sample_rate: int) -> Query:
         """Encode a spoken query from samples (e.g. from :func:`dvan.search.record.record_query`)."""
-        return self.encode(recording_features(samples, sample_rate, self.bundle.config.audio), "recording")
+        return self.encode(recording_features(samples, sample_rate, self.bundle.config.audio, QUERY_FEATURES),
+                           "recording")
 
     # -- tiles -------------------------------------------------------------------------------------
 
@@ -356,5 +362,7 @@ def check_bbox(bbox: Sequence[float]) -> None:
 def _top_k(gallery: np.ndarray, candidates: np.ndarray, query: np.ndarray, decision: Decision, k: int, backend: str,
            device: torch.device, chunk_rows: int, cancel: CancelToken | None) -> tuple[np.ndarray, np.ndarray]:
     check = cancel.raise_if_cancelled if cancel is not None else None
+    if backend == "auto":
+        backend = default_backend(device, int(candidates.size))
     return top_k(gallery, candidates, query, decision, k, backend=backend, device=device, chunk_rows=chunk_rows,
                  check=check)

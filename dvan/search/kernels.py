@@ -5,7 +5,8 @@ the chunk's best k are merged into the running best k, so memory stays at one ch
 whatever the gallery size (the gallery itself is read through the page cache, never copied
 whole). Two interchangeable backends:
 
-* ``numba``: fused CPU kernels (see :mod:`dvan.search._fused`), the default on the CPU;
+* ``numba``: fused CPU kernels (see :mod:`dvan.search._fused`), the default on the CPU (for a
+  small gallery only once they are loaded: see :data:`NUMBA_MIN_ROWS`);
 * ``torch``: :func:`dvan.model.fusion.decomposed_logits` per chunk, on CUDA when present
   (chunks are copied to the GPU as stored, float16 included, and widened there).
 
@@ -46,9 +47,17 @@ def numba_available() -> bool:
     return bool(_NUMBA["ok"])
 
 
-def default_backend(device: torch.device) -> str:
-    """"torch" on CUDA, else "numba" when available, else "torch"."""
+#: Fewest rows for which the fused kernel is worth loading numba for: in a fresh process that costs
+#: about half a second even from the on-disk cache (numba's import and its typing registries), while
+#: torch scores 10,000 rows in about 16 ms. Once the kernels are loaded they are used for any size.
+NUMBA_MIN_ROWS = 50_000
+
+
+def default_backend(device: torch.device, rows: int | None = None) -> str:
+    """"torch" on CUDA; on the CPU "numba" (when available) unless ``rows`` is small and numba is not loaded yet."""
     if device.type != "cpu":
+        return "torch"
+    if rows is not None and rows < NUMBA_MIN_ROWS and "module" not in _NUMBA:
         return "torch"
     return "numba" if numba_available() else "torch"
 

@@ -254,7 +254,7 @@ def train(manifest: str | Path | Sequence[str | Path], train_config: TrainConfig
         # only now, holding the folder, can leftovers of a killed run be told from live writes
         remove_leftovers(out)
         return _train(manifest, train_config, out, progress, cancel, device, resume, cache_dir, backbone_weights,
-                      init_checkpoint)
+                      init_checkpoint, labels)
     except (OSError, SafetensorError) as exc:
         if is_disk_full(exc):
             raise DiskFullError(f"disk full while training into {out} (feature cache "
@@ -298,9 +298,10 @@ def _lock_out_dir(out: Path) -> int | None:
     return fd
 
 
-def _train(manifest: str | Path, train_config: TrainConfig, out: Path, progress: ProgressCallback,
-           cancel: CancelToken | None, device: str | torch.device, resume: bool, cache_dir: str | Path | None,
-           backbone_weights: str | Path | None, init_checkpoint: str | Path | None) -> TrainResult:
+def _train(manifest: str | Path | Sequence[str | Path], train_config: TrainConfig, out: Path,
+           progress: ProgressCallback, cancel: CancelToken | None, device: str | torch.device, resume: bool,
+           cache_dir: str | Path | None, backbone_weights: str | Path | None, init_checkpoint: str | Path | None,
+           labels: LabelPolicy | None) -> TrainResult:
     """The body of :func:`train`, run while holding OUT_DIR."""
     cancel = cancel or CancelToken()
     resume_path, best_path, log = out / RESUME_NAME, out / BEST_NAME, _Log(out / LOG_NAME)
