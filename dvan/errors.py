@@ -15,6 +15,7 @@ Every message names the file or setting at fault and says what to change.
     ├── SpeechError                 captions cannot be spoken: TTS engine missing, unknown voice, bad caption file
     ├── LibraryError                a tile library cannot be opened or changed
     │   └── BackboneMismatchError   library built with another backbone: re-index
+    ├── ExportError                 search results cannot be written (unknown format, unwritable file)
     ├── TrainingError               training stopped (divergence, NaN, no data)
     └── Cancelled                   a long job was cancelled through its cancel token
 """
@@ -72,6 +73,10 @@ class LibraryError(DvanError):
 
 class BackboneMismatchError(LibraryError):
     """The library's stored features come from another backbone than the model's."""
+
+
+class ExportError(DvanError):
+    """Search results cannot be exported (unknown file type, folder missing or not writable)."""
 
 
 class TrainingError(DvanError):
