@@ -136,7 +136,14 @@ def test_cancel_keeps_committed_tiles_and_a_second_import_completes(qtbot, world
 def test_opening_something_that_is_not_a_library_is_a_message(qtbot, world, tmp_path: Path) -> None:
     panel = make_panel(qtbot, world, tmp_path)
     assert not panel.open_library(tmp_path)
-    assert "no library here" in panel.summary.text()
+    assert "is not a library" in panel.summary.text()
+    # a folder of imagery: what to do in the app, not a command line
+    assert not panel.open_library(world["rasters"])
+    assert "holds imagery, not a library" in panel.summary.text() and "dvan library" not in panel.summary.text()
+    # a new library in a folder that does not exist yet
+    assert panel.create_library(tmp_path / "new" / "library")
+    assert not panel.create_library(tmp_path / "new" / "library")
+    assert "already a library: open it" in panel.summary.text()
     assert panel.open_library(world["library"])
     assert panel.path_label.text() == f"Library: {world['library']}"
     assert int(panel.info_labels["captions"].text()) > 0
