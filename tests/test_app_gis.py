@@ -175,7 +175,8 @@ def test_filter_and_the_no_strong_match_state(qtbot, world, tmp_path: Path) -> N
     window = make_window(qtbot, world, tmp_path)
     tiles = window.backend.tiles()[:6]
     scores = [0.3, 0.25, 0.2, 0.15, 0.1, 0.05]
-    weak = SearchOutcome(hits=[Hit(rank=i + 1, tile=t, probability=p) for i, (t, p) in enumerate(zip(tiles, scores))],
+    weak = SearchOutcome(hits=[Hit(rank=i + 1, tile=t, probability=p)
+                               for i, (t, p) in enumerate(zip(tiles, scores, strict=True))],
                          seconds=0.01, source="weak.wav")
     window.search.show_outcome(weak)
     assert window.search.verdict.isVisible() and window.search.verdict.text().startswith("No strong match")

@@ -162,3 +162,14 @@ def test_spoken_captions_are_added_from_a_manifest(qtbot, world, tmp_path: Path)
         pass
     assert panel.summary.text() == "30 spoken caption(s) added, 0 already in the library", panel.summary.text()
     assert panel.info_labels["captions"].text() == "30"
+
+
+def test_progress_line_names_the_rate_once_and_the_time_left() -> None:
+    from app.widgets import progress_text
+    from dvan.progress import Progress
+
+    report = Progress("import", 40, 100, "6.1 tiles/s, big_mosaic.tif")
+    text = progress_text(report, 6.1, "tiles/s")
+    assert text.count("tiles/s") == 1 and text.endswith("about 10 s left")
+    assert progress_text(Progress("import", 10, 730, "big_mosaic.tif"), 6.0, "tiles/s") == \
+        "6.0 tiles/s — big_mosaic.tif — about 2 min 00 s left"
