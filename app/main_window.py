@@ -146,6 +146,10 @@ class MainWindow(QMainWindow):
         if isinstance(layout, QVBoxLayout):
             layout.addWidget(QLabel("Selected tile"))
             layout.addWidget(self.map_details, 3)
+            captions = QPushButton("Captions for this tile")
+            captions.clicked.connect(lambda: self.show_captions_for(self.map_details.tile.id) if self.map_details.tile
+                                     else None)
+            layout.addWidget(captions)
 
     # --- messages --------------------------------------------------------------------------
     def show_message(self, text: str) -> None:

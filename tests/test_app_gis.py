@@ -116,6 +116,15 @@ def test_captions_for_a_result_from_its_button_and_the_tab_bar_opening_on_drag(q
                           Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     bar.dragMoveEvent(move)
     assert window.tabs.currentWidget() is window.captions and move.isAccepted()
+    # the Map's selected-tile panel offers the same
+    from PySide6.QtWidgets import QPushButton
+
+    window.tabs.setCurrentWidget(window.map)
+    window._map_tile_selected(hit.tile.id)
+    button = next(b for b in window.map.findChildren(QPushButton) if b.text() == "Captions for this tile")
+    with qtbot.waitSignal(window.captions.ranked, timeout=30000):
+        button.click()
+    assert window.tabs.currentWidget() is window.captions
     window.close()
 
 
@@ -278,4 +287,27 @@ def test_space_auto_repeat_as_release_press_pairs_is_one_recording(qtbot, world,
     with qtbot.waitSignal(window.search.search_done, timeout=30000):
         qtbot.keyRelease(window.search.grid, Qt.Key.Key_Space)
     assert scripted.started == 1 and window.search.model.rowCount() > 0
+    window.close()
+
+
+def test_open_in_qgis_hands_the_export_to_qgis_on_path(qtbot, world, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    # a stand-in "qgis" executable on PATH that records what it was asked to open (QGIS itself is not installed)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    opened = tmp_path / "opened.txt"
+    script = bin_dir / "qgis"
+    script.write_text(f"#!/bin/sh\nprintf '%s' \"$1\" > {opened}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    window = make_window(qtbot, world, tmp_path)
+    action = window.desktop.open_in_qgis
+    assert action.isVisible() and not action.isEnabled()
+    search(qtbot, window, world["query_dots"])
+    written = window.search.export_results(tmp_path / "results.geojson")
+    assert written is not None and action.isEnabled()
+    action.trigger()
+    qtbot.waitUntil(lambda: opened.is_file() and opened.read_text() == str(written), timeout=10000)
     window.close()

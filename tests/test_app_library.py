@@ -173,3 +173,27 @@ def test_progress_line_names_the_rate_once_and_the_time_left() -> None:
     assert text.count("tiles/s") == 1 and text.endswith("about 10 s left")
     assert progress_text(Progress("import", 10, 730, "big_mosaic.tif"), 6.0, "tiles/s") == \
         "6.0 tiles/s — big_mosaic.tif — about 2 min 00 s left"
+
+
+def test_a_reindexed_file_reports_its_tile_count(qtbot, world, tmp_path: Path) -> None:
+    import shutil
+
+    import rasterio
+    from app_support import copy_library
+
+    from app.jobs import import_job
+
+    library = copy_library(world, tmp_path / "lib")
+    raster = shutil.copy(world["rasters"] / "utm_rgb.tif", tmp_path / "field.tif")
+    first = import_job(library, [str(raster)], str(world["model"]), "cpu")
+    assert [(f.status, f.tiles) for f in first.files] == [("imported", 6)]
+    with rasterio.open(raster) as source:  # the same field, new pixels: a changed file is re-indexed
+        profile, pixels = source.profile, source.read()
+    with rasterio.open(raster, "w", **profile) as target:
+        target.write(255 - pixels)
+    second = import_job(library, [str(raster)], str(world["model"]), "cpu")
+    assert [(f.status, f.tiles, f.message) for f in second.files] == [
+        ("imported", 6, "changed since the last import: re-indexed")]
+    panel = make_panel(qtbot, world, tmp_path)
+    panel._finished(second)
+    assert panel.table.item(0, 2).text() == "6"
