@@ -401,6 +401,49 @@ class Backend:
         return _caption_hits(self.engine().captions(Path(path), top_k=top_k))
 
 
+    # -- export --------------------------------------------------------------------------------
+    def export_hits(self, hits: Sequence[Hit], path: str | Path, query: str, transcript: str | None = None) -> Path:
+        """Write ranked hits to a GeoPackage, GeoJSON or CSV file (by its suffix); see :mod:`dvan.search.export`.
+
+        Raises:
+            dvan.errors.ExportError: unknown suffix, or the folder is missing or not writable.
+        """
+        from dvan.search.export import export_results
+
+        return export_results(_records(hits), path, query=query, transcript=transcript)
+
+
+def is_library(path: str | Path) -> bool:
+    """Whether a folder holds a library (its database file)."""
+    from dvan.library.store import DB_NAME
+
+    return (Path(path) / DB_NAME).is_file()
+
+
+def footprint_text(hit: Hit, kind: str) -> str | None:
+    """A hit's footprint as "wkt" (WGS84), "wkt-source" (its source CRS) or "geojson"; None when not georeferenced."""
+    from dvan.search.export import footprint_geojson, footprint_wkt
+
+    record = _records([hit])[0]
+    if kind == "geojson":
+        return footprint_geojson(record)
+    return footprint_wkt(record, source_crs=kind == "wkt-source")
+
+
+def export_suffixes() -> dict[str, str]:
+    """File suffix -> format name of the result exports."""
+    from dvan.search.export import EXPORT_FORMATS
+
+    return dict(EXPORT_FORMATS)
+
+
+def _records(hits: Sequence[Hit]) -> list[Any]:
+    from dvan.search.export import ResultRecord
+
+    return [ResultRecord(rank=h.rank, probability=h.probability, tile_id=h.tile.id, source=h.tile.source,
+                         window=h.tile.window, crs=h.tile.crs, lonlat_polygon=h.tile.lonlat_polygon) for h in hits]
+
+
 def _caption_hits(ranked: Sequence[Any]) -> list[CaptionHit]:
     return [CaptionHit(rank=h.rank, probability=float(h.probability), audio=Path(h.caption.audio), text=h.caption.text,
                        key=str(h.caption.id)) for h in ranked]

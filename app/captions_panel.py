@@ -38,6 +38,7 @@ from dvan.errors import DvanError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".bmp", ".gif", ".webp")
 HIT_ROLE = Qt.ItemDataRole.UserRole + 1
+HEADING = "Spoken captions of the library, ranked by matching probability. Click one to hear it."
 
 
 class CaptionDelegate(QStyledItemDelegate):
@@ -91,7 +92,8 @@ class CaptionsPanel(QWidget):
         self.drop = DropArea(DropFilter(IMAGE_SUFFIXES, TILE_MIME))
         self.drop.files_dropped.connect(lambda files: self.rank_image(files[0]))
         self.drop.mime_dropped.connect(lambda payload: self.rank_tile(int(payload.decode())))
-        self.preview = ImageLabel("Drop an image file here,\nor drag a result tile from the Search tab.")
+        self.preview = ImageLabel("Drop an image file here, or drag a result tile from the Search tab\n"
+                                  "(or right-click a result: \"Captions for this tile\").")
         self.preview.setMinimumSize(240, 240)
         self.query_label = QLabel("")
         self.query_label.setWordWrap(True)
@@ -107,7 +109,7 @@ class CaptionsPanel(QWidget):
         self.list.setUniformItemSizes(True)
         self.list.itemClicked.connect(self._play_item)
         self.list.itemActivated.connect(self._play_item)
-        self.heading = QLabel("Spoken captions of the library, ranked by matching probability. Click one to hear it.")
+        self.heading = QLabel(HEADING)
         self.heading.setWordWrap(True)
         self.caption_text = QLabel("")
         self.caption_text.setWordWrap(True)
@@ -133,6 +135,18 @@ class CaptionsPanel(QWidget):
         splitter.setStretchFactor(1, 3)
         layout = QVBoxLayout(self)
         layout.addWidget(splitter)
+
+    def clear(self) -> None:
+        """Back to the empty state (the library or the model changed); a ranking still running is dropped."""
+        self._generation += 1
+        self.hits = []
+        self.list.clear()
+        self.query_name = ""
+        self.query_label.setText("")
+        self.caption_text.setText("")
+        self.preview.set_image(None)
+        self.heading.setText(HEADING)
+        self.heading.setStyleSheet("")
 
     def say(self, text: str, error: bool = False) -> None:
         """Show a message under the list and in the status bar."""
@@ -173,6 +187,8 @@ class CaptionsPanel(QWidget):
         self._generation += 1
         generation = self._generation
         self.list.clear()
+        self.hits = []
+        self.caption_text.setText("")  # the text of a caption of the previous image
         self.say(f"Ranking the library's spoken captions for {self.query_name}…")
         worker = Worker(fn, arg, plain=True)
         # a newer drop supersedes an older one still running: its results are dropped

@@ -50,7 +50,7 @@ class LineChart(QWidget):
         self.y_label = y_label
         self.series: list[Series] = []
         self.y_range: tuple[float, float] | None = None
-        self.setMinimumSize(280, 180)
+        self.setMinimumSize(280, 190)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
@@ -70,7 +70,9 @@ class LineChart(QWidget):
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.fillRect(self.rect(), QColor(30, 33, 38))
-        plot = QRectF(self.rect()).adjusted(58, 28, -14, -40)
+        # title and legend in a band above the plot: inside it, the legend covered curves near the top (MAP 1)
+        # and the top tick's label was cut at the widget's edge
+        plot = QRectF(self.rect()).adjusted(58, 46, -14, -40)
         painter.setPen(QColor(220, 220, 220))
         painter.drawText(QRectF(0, 4, self.width(), 20), Qt.AlignmentFlag.AlignHCenter, self.title)
         points = [(x, y) for s in self.series for x, y in zip(s.xs, s.ys, strict=False)
@@ -112,7 +114,8 @@ class LineChart(QWidget):
         painter.drawText(QRectF(-plot.height() / 2, -8, plot.height(), 16), Qt.AlignmentFlag.AlignHCenter, self.y_label)
         painter.restore()
 
-        legend_x = plot.left() + 8
+        legend_x = plot.left()
+        legend_y = plot.top() - 14
         for series in self.series:
             pen = QPen(series.colour, 2)
             painter.setPen(pen)
@@ -133,8 +136,8 @@ class LineChart(QWidget):
                     painter.drawEllipse(p, 3, 3)
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawPath(path)
-            painter.drawLine(QPointF(legend_x, plot.top() + 10), QPointF(legend_x + 16, plot.top() + 10))
+            painter.drawLine(QPointF(legend_x, legend_y), QPointF(legend_x + 16, legend_y))
             painter.setPen(QColor(220, 220, 220))
             width = painter.fontMetrics().horizontalAdvance(series.name)
-            painter.drawText(QPointF(legend_x + 20, plot.top() + 14), series.name)
+            painter.drawText(QPointF(legend_x + 20, legend_y + 4), series.name)
             legend_x += 36 + width

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +49,22 @@ def _search_bundle(model: str | Path | None, device: str, backbone_weights: str 
     return _BUNDLES[key]
 
 
-def convert_report(result: Any) -> ImportReport:
-    """dvan's import report as the per-file rows the Library tab shows."""
+def convert_report(result: Any, tiles_of: Callable[[Path], int] | None = None) -> ImportReport:
+    """dvan's import report as the per-file rows the Library tab shows.
+
+    Args:
+        result: :class:`dvan.library.importer.ImportReport`.
+        tiles_of: the library's tile count of a source file, for re-indexed and resumed files (whose
+            count dvan's report does not give; their row showed an empty count).
+    """
     files: list[FileReport] = []
+    count = tiles_of or (lambda _: 0)
     for path, tiles in result.added:
         files.append(FileReport(Path(path), "imported", int(tiles), "new file"))
     for path in result.reindexed:
-        files.append(FileReport(Path(path), "imported", 0, "changed since the last import: re-indexed"))
+        files.append(FileReport(Path(path), "imported", count(Path(path)), "changed since the last import: re-indexed"))
     for path in result.resumed:
-        files.append(FileReport(Path(path), "imported", 0, "interrupted import completed"))
+        files.append(FileReport(Path(path), "imported", count(Path(path)), "interrupted import completed"))
     for path in result.unchanged:
         files.append(FileReport(Path(path), "skipped", 0, "already in the library, unchanged"))
     for path, reason in result.failed:
@@ -81,7 +89,7 @@ def import_job(library: str | Path, paths: list[str], model: str | Path | None, 
             result = import_paths(opened, list(paths), bundle=bundle, progress=progress, cancel=cancel)
         except Cancelled:
             return ImportReport(seconds=time.perf_counter() - started, cancelled=True)
-    return convert_report(result)
+        return convert_report(result, lambda path: int(opened.rows_of_sources([path]).size))
 
 
 def prewarm(model: str | Path | None, device: str, backbone_weights: str | Path | None = None, *,

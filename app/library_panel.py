@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.backend import Backend
+from app.backend import Backend, is_library
 from app.settings import AppSettings
 from app.types import ImportReport
 from app.widgets import JobBar
@@ -35,6 +35,17 @@ from dvan.errors import DvanError
 from dvan.progress import Progress
 
 STATUS_COLOURS = {"imported": "#7bd88f", "skipped": "#b0b0b0", "failed": "#ff8a80"}
+#: Files that make a folder look like imagery to import rather than a library.
+IMAGERY_SUFFIXES = (".tif", ".tiff", ".jp2", ".png", ".jpg", ".jpeg", ".img", ".vrt")
+
+
+def _not_a_library(path: Path) -> str:
+    """What to do with a folder that is not a library (in the app's words, not the command line's)."""
+    if path.is_dir() and any(p.suffix.lower() in IMAGERY_SUFFIXES for p in path.rglob("*") if p.is_file()):
+        return (f"{path} holds imagery, not a library. Create a library with \"New library…\" (a new folder), "
+                "then add this folder to it with \"Add folder…\".")
+    return (f"{path} is not a library. Choose the folder of a library you created, or create one with "
+            "\"New library…\".")
 
 
 class LibraryPanel(QWidget):
@@ -164,7 +175,9 @@ class LibraryPanel(QWidget):
 
     # --- opening ---------------------------------------------------------------------------
     def _choose_new(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Choose an empty folder for the new library")
+        # a save dialog, not a folder picker: the new library's folder usually does not exist yet
+        path, _ = QFileDialog.getSaveFileName(self, "Name a new (or empty) folder for the library",
+                                              str(Path.home() / "dvan-library"))
         if path:
             self.create_library(path)
 
@@ -178,7 +191,11 @@ class LibraryPanel(QWidget):
         try:
             self.backend.create_library(path)
         except DvanError as exc:
-            self.say(str(exc), error=True)
+            if is_library(path):
+                self.say(f"{path} is already a library: open it with \"Open library…\" and add files to it.",
+                         error=True)
+            else:
+                self.say(str(exc), error=True)
             return False
         self.settings.library_path = str(path)
         self.say(f"Created an empty library in {path}. Add files or folders.")
@@ -190,7 +207,7 @@ class LibraryPanel(QWidget):
         try:
             self.backend.open_library(path)
         except DvanError as exc:
-            self.say(str(exc), error=True)
+            self.say(_not_a_library(Path(path)) if not is_library(path) else str(exc), error=True)
             return False
         self.settings.library_path = str(path)
         self.say(f"Opened {path}.")
@@ -274,7 +291,8 @@ class LibraryPanel(QWidget):
         self.report = report
         self.table.setRowCount(len(report.files))
         for row, entry in enumerate(report.files):
-            cells = [str(entry.path), entry.status, str(entry.tiles) if entry.tiles else "", entry.message]
+            counted = entry.status == "imported" and self._kind == "import"
+            cells = [str(entry.path), entry.status, str(entry.tiles) if counted else "", entry.message]
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)

@@ -39,9 +39,13 @@ from app.search_panel import SearchPanel, TileDetails
 from app.settings import AppSettings
 from app.settings_panel import SettingsPanel
 from app.thumbs import ImageCache
+from app.widgets import DragHoverTabBar
 from app.worker import Worker
 from dvan.errors import DvanError
 from dvan.progress import Progress
+
+#: A Space release followed by a press within this many milliseconds is key auto-repeat, not a new press.
+SPACE_REPEAT_MS = 50
 
 
 def text_input_has_focus(widget: QWidget | None) -> bool:
@@ -84,6 +88,7 @@ class MainWindow(QMainWindow):
         self._prestarted = False
 
         self.tabs = QTabWidget()
+        self.tabs.setTabBar(DragHoverTabBar())  # a result dragged over "Captions" opens that tab
         self.search = SearchPanel(backend, settings, self.images, self.recorder, self.player)
         self.map = MapPanel(self.images.thumbnail)
         self.map_details = TileDetails(self.images)
@@ -100,6 +105,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.tabs)
 
         self.cursor_label = QLabel("")
+        self.cursor_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.model_label = QLabel("")
         self.job_bar = QProgressBar()
         self.job_bar.setMaximumWidth(220)
@@ -115,18 +121,30 @@ class MainWindow(QMainWindow):
 
         self.search.results_changed.connect(self.map.set_results)
         self.search.tile_selected.connect(self.map.centre_on_tile)
+        self.search.captions_requested.connect(self.show_captions_for)
         self.map.tile_selected.connect(self._map_tile_selected)
         self.map.cursor_moved.connect(lambda lon, lat: self.cursor_label.setText(f"lon {lon:.6f}, lat {lat:.6f}"))
         for panel in (self.search, self.captions, self.library, self.training):
             panel.status.connect(self.show_message)
         self.library.library_changed.connect(self.library_changed)
         self.training.model_activated.connect(self.model_changed)
+        self.projections_ready.connect(self.training.projections_done)
         self.settings_panel.device_changed.connect(self._device_changed)
         self.settings_panel.model_changed.connect(lambda path: self.model_changed(path or None))
         self.settings_panel.weights_changed.connect(self._weights_changed)
         self.settings_panel.library_requested.connect(self.library.open_library)
         QApplication.instance().installEventFilter(self)  # type: ignore[union-attr]
+        self._views_of: tuple[str, ...] | None = None
+        # X11 auto-repeat without detectable auto-repeat sends release+press pairs, not flagged as repeats, while a
+        # key is held: a release counts once no press follows it within SPACE_REPEAT_MS
+        self._space_release = QTimer(self)
+        self._space_release.setSingleShot(True)
+        self._space_release.setInterval(SPACE_REPEAT_MS)
+        self._space_release.timeout.connect(self.search.release)
         self.library_changed()
+        from app.desktop import install_desktop
+
+        self.desktop = install_desktop(self)
 
     def _attach_map_details(self) -> None:
         splitter = self.map.findChild(QSplitter)
@@ -137,6 +155,10 @@ class MainWindow(QMainWindow):
         if isinstance(layout, QVBoxLayout):
             layout.addWidget(QLabel("Selected tile"))
             layout.addWidget(self.map_details, 3)
+            captions = QPushButton("Captions for this tile")
+            captions.clicked.connect(lambda: self.show_captions_for(self.map_details.tile.id) if self.map_details.tile
+                                     else None)
+            layout.addWidget(captions)
 
     # --- messages --------------------------------------------------------------------------
     def show_message(self, text: str) -> None:
@@ -161,8 +183,26 @@ class MainWindow(QMainWindow):
         self.map_details.show_tile(tile, hit)
         self.map.centre_on_tile(tile_id) if not tile.georeferenced else self.map.view.centre_on_tile(tile_id, zoom=False)
 
+    def show_captions_for(self, tile_id: int) -> None:
+        """Open the Captions tab and rank the library's spoken captions for a tile."""
+        self.tabs.setCurrentWidget(self.captions)
+        self.captions.rank_tile(tile_id)
+
+    def reset_views(self) -> None:
+        """Forget everything shown of the previous library or model: results, map highlight, selection, captions."""
+        self.search.clear_results()
+        self.map.set_results([])
+        self.map_details.clear()
+        self.cursor_label.setText("")
+        self.captions.clear()
+
     def library_changed(self) -> None:
         """Reload every view from the library (opened, created or grown)."""
+        shown_for = (str(self.backend.library_path), str(self.backend.model_path), str(self.backend.backbone_weights))
+        if shown_for != self._views_of:
+            # tile ids of another library (or another model's scores) would be drawn on the wrong tiles
+            self._views_of = shown_for
+            self.reset_views()
         self.images.clear()
         try:
             tiles = self.backend.tiles(refresh=True)
@@ -443,9 +483,12 @@ class MainWindow(QMainWindow):
             if event.isAutoRepeat():
                 return True
             if kind == QEvent.Type.KeyPress:
-                self.search.press()
+                if self._space_release.isActive():
+                    self._space_release.stop()  # a release followed at once by a press: key auto-repeat
+                else:
+                    self.search.press()
             else:
-                self.search.release()
+                self._space_release.start()
             return True
         return super().eventFilter(watched, event)
 
@@ -457,6 +500,7 @@ class MainWindow(QMainWindow):
             if worker is not None and worker.running:
                 worker.cancel()
         QApplication.instance().removeEventFilter(self)  # type: ignore[union-attr]
+        self.settings.window_geometry = bytes(self.saveGeometry().data())
         from app.worker import shutdown_job_servers
 
         shutdown_job_servers()

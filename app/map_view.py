@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPoint, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -25,10 +25,12 @@ from PySide6.QtGui import (
     QPen,
     QPolygonF,
     QResizeEvent,
+    QShowEvent,
     QTransform,
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
+    QApplication,
     QGraphicsItem,
     QGraphicsScene,
     QGraphicsView,
@@ -36,6 +38,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMenu,
     QPushButton,
     QSplitter,
     QStyleOptionGraphicsItem,
@@ -51,6 +54,10 @@ ThumbnailProvider = Callable[[int], QImage | None]
 THUMBNAIL_MIN_PX = 40.0
 #: Results highlighted on the map (best first).
 HIGHLIGHT_TOP = 20
+#: Ground metres of one degree of latitude (the scene's y unit), for the scale bar.
+METRES_PER_DEGREE = 111_320.0
+#: Longest scale bar on screen, in pixels.
+SCALE_BAR_PX = 140
 
 
 def rank_colour(rank: int, top: int = HIGHLIGHT_TOP) -> QColor:
@@ -208,8 +215,10 @@ class MapView(QGraphicsView):
         self._selected: int | None = None
         self._press: QPointF | None = None
         self._tiles_rect = QRectF()
-        # fit the whole library on every resize until the user zooms or pans
+        self._results_rect = QRectF()
+        # fit the whole library (or the results) on every resize and show until the user zooms or pans
         self.auto_fit = True
+        self.cursor_lonlat: tuple[float, float] | None = None
 
     # --- content ---------------------------------------------------------------------------
     def set_tiles(self, tiles: list[TileInfo]) -> None:
@@ -219,6 +228,7 @@ class MapView(QGraphicsView):
         self.items_by_id.clear()
         self._labels.clear()
         self._selected = None
+        self._results_rect = QRectF()
         placed = [t for t in tiles if t.lonlat_polygon]
         if placed:
             lats = [p[1] for t in placed for p in t.lonlat_polygon or ()]
@@ -238,7 +248,7 @@ class MapView(QGraphicsView):
         self.fit_all()
 
     def set_results(self, hits: list[Hit], top: int = HIGHLIGHT_TOP) -> None:
-        """Highlight the best ``top`` hits by rank colour with their rank number."""
+        """Highlight the best ``top`` hits by rank colour with their rank number, and fit the view to them."""
         for label in self._labels:
             self.scene().removeItem(label)
         self._labels.clear()
@@ -256,6 +266,13 @@ class MapView(QGraphicsView):
             label.setZValue(5000 - hit.rank)
             self.scene().addItem(label)
             self._labels.append(label)
+        rect = QRectF()
+        for tile_id in self.highlighted():
+            rect = rect.united(self.items_by_id[tile_id].boundingRect())
+        self._results_rect = rect
+        if not rect.isNull():
+            self.auto_fit = True
+        self.fit_all()
         self.viewport().update()
 
     def highlighted(self) -> dict[int, int]:
@@ -264,12 +281,58 @@ class MapView(QGraphicsView):
 
     # --- navigation ------------------------------------------------------------------------
     def fit_all(self) -> None:
-        """Zoom to show every footprint (rank labels, drawn at screen size, do not count)."""
-        rect = self._tiles_rect
+        """Zoom to show the highlighted results, or every footprint without results (rank labels do not count)."""
+        rect = self._results_rect if not self._results_rect.isNull() else self._tiles_rect
         if not self.items_by_id or rect.isNull():
             return
         pad = max(rect.width(), rect.height(), 1e-4) * 0.05
         self.fitInView(rect.adjusted(-pad, -pad, pad, pad), Qt.AspectRatioMode.KeepAspectRatio)
+
+    def fit_library(self) -> None:
+        """Zoom to show every footprint of the library, results or not."""
+        self._results_rect = QRectF()
+        self.auto_fit = True
+        self.fit_all()
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        # a hidden tab's view has no real size yet: fitting then left a small blob in the corner
+        if self.auto_fit:
+            self.fit_all()
+
+    # --- scale bar -------------------------------------------------------------------------
+    def metres_per_pixel(self) -> float:
+        """Ground metres per screen pixel at the view's centre (scene y is degrees of latitude)."""
+        return METRES_PER_DEGREE / max(self.scale_factor(), 1e-12)
+
+    def scale_bar(self) -> tuple[float, int, str]:
+        """(metres, pixels, label) of the scale bar: a 1-2-5 length that is at most ``SCALE_BAR_PX`` long."""
+        per_pixel = self.metres_per_pixel()
+        target = per_pixel * SCALE_BAR_PX
+        step = 10 ** math.floor(math.log10(target)) if target > 0 else 1.0
+        metres = max((m * step for m in (1, 2, 5) if m * step <= target), default=step)
+        pixels = int(round(metres / per_pixel))
+        label = f"{metres / 1000:g} km" if metres >= 1000 else f"{metres:g} m"
+        return metres, pixels, label
+
+    def drawForeground(self, painter: QPainter, rect: QRectF | QRect) -> None:  # noqa: N802 - Qt override
+        super().drawForeground(painter, rect)
+        if not self.items_by_id:
+            return
+        _, pixels, label = self.scale_bar()
+        painter.save()
+        painter.resetTransform()
+        x, y = 14, self.viewport().height() - 16
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(0, 0, 0, 170))
+        painter.drawRoundedRect(QRectF(x - 6, y - 22, pixels + 12, 30), 4, 4)
+        pen = QPen(QColor(255, 255, 255), 2)
+        painter.setPen(pen)
+        painter.drawLine(x, y, x + pixels, y)
+        painter.drawLine(x, y - 5, x, y)
+        painter.drawLine(x + pixels, y - 5, x + pixels, y)
+        painter.drawText(QRectF(x, y - 21, pixels, 16), Qt.AlignmentFlag.AlignCenter, label)
+        painter.restore()
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
@@ -320,6 +383,7 @@ class MapView(QGraphicsView):
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
         lon, lat = self.projection.to_lonlat(self.mapToScene(event.position().toPoint()))
+        self.cursor_lonlat = (lon, lat)
         self.cursor_moved.emit(lon, lat)
         super().mouseMoveEvent(event)
 
@@ -358,6 +422,8 @@ class MapPanel(QWidget):
         self.view = MapView(thumbnails, self)
         self.view.cursor_moved.connect(self.cursor_moved)
         self.view.tile_clicked.connect(self.tile_selected)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._menu)
         self.summary = QLabel("No library open.")
         self.unplaced = QListWidget()
         self.unplaced.itemActivated.connect(lambda item: self.tile_selected.emit(int(item.data(Qt.ItemDataRole.UserRole))))
@@ -365,7 +431,7 @@ class MapPanel(QWidget):
 
         buttons = QHBoxLayout()
         for text, slot in (("Zoom in", lambda: self.view.zoom_by(1.5)), ("Zoom out", lambda: self.view.zoom_by(1 / 1.5)),
-                           ("Show all", self.show_all)):
+                           ("Fit results", self.fit_results), ("Show all", self.show_all)):
             button = QPushButton(text)
             button.clicked.connect(slot)
             buttons.addWidget(button)
@@ -398,8 +464,28 @@ class MapPanel(QWidget):
 
     def show_all(self) -> None:
         """Fit every footprint, and keep fitting on resize."""
+        self.view.fit_library()
+
+    def fit_results(self) -> None:
+        """Fit the highlighted results (every footprint when there are none)."""
         self.view.auto_fit = True
         self.view.fit_all()
+
+    def copy_cursor(self) -> str | None:
+        """Copy the last cursor position as "lat, lon" (decimal degrees, WGS84) to the clipboard; returns it."""
+        if self.view.cursor_lonlat is None:
+            return None
+        lon, lat = self.view.cursor_lonlat
+        text = f"{lat:.6f}, {lon:.6f}"
+        QApplication.clipboard().setText(text)
+        return text
+
+    def _menu(self, position: QPoint) -> None:
+        menu = QMenu(self.view)
+        menu.addAction("Copy coordinates here (lat, lon)", self.copy_cursor)
+        menu.addAction("Fit results", self.fit_results)
+        menu.addAction("Show all", self.show_all)
+        menu.popup(self.view.viewport().mapToGlobal(position))
 
     @staticmethod
     def _legend_html() -> str:

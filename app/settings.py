@@ -8,6 +8,7 @@ default), ``library/path``, ``model/backbone_weights``, ``model/active`` (checkp
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QSettings
 
@@ -120,3 +121,50 @@ class AppSettings:
     @collection.setter
     def collection(self, value: str) -> None:
         self._set("training/collection", value)
+
+    @property
+    def results_top(self) -> int:
+        """How many of the best results the Search tab shows."""
+        try:
+            return max(1, int(self._get("results/top", "50")))
+        except ValueError:
+            return 50
+
+    @results_top.setter
+    def results_top(self, value: int) -> None:
+        self._set("results/top", str(int(value)))
+
+    @property
+    def results_min_p(self) -> float:
+        """Results with a lower matching score are hidden."""
+        try:
+            return min(1.0, max(0.0, float(self._get("results/min_p", "0"))))
+        except ValueError:
+            return 0.0
+
+    @results_min_p.setter
+    def results_min_p(self, value: float) -> None:
+        self._set("results/min_p", f"{float(value):g}")
+
+    @property
+    def theme(self) -> str:
+        """"dark" (default: imagery reads better on dark grey) or "light"."""
+        value = self._get("view/theme", "dark")
+        return value if value in ("dark", "light") else "dark"
+
+    @theme.setter
+    def theme(self, value: str) -> None:
+        self._set("view/theme", value)
+
+    @property
+    def window_geometry(self) -> bytes:
+        """The main window's saved geometry (QWidget.saveGeometry), or b"" before the first close."""
+        value: Any = self.store.value("view/geometry", b"")
+        return bytes(value.data()) if hasattr(value, "data") else bytes(value or b"")
+
+    @window_geometry.setter
+    def window_geometry(self, value: bytes) -> None:
+        from PySide6.QtCore import QByteArray
+
+        self.store.setValue("view/geometry", QByteArray(bytes(value)))
+        self.store.sync()

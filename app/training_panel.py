@@ -38,7 +38,9 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QTableWidget,
@@ -67,10 +69,24 @@ from dvan.errors import DvanError
 from dvan.progress import Progress
 
 #: Validation numbers compared before activating (key, label).
-METRICS = (("map", "MAP (both directions)"), ("a2i_map", "MAP audio → image"), ("i2a_map", "MAP image → audio"),
-           ("a2i_p@10", "P@10 audio → image"), ("i2a_p@10", "P@10 image → audio"), ("mR", "mean recall (pairs)"),
-           ("matching_accuracy", "matching accuracy"))
+METRICS = (("map", "Overall ranking quality (MAP)"), ("a2i_map", "Voice → image ranking (MAP)"),
+           ("i2a_map", "Image → voice ranking (MAP)"), ("a2i_p@10", "Right images in the top 10"),
+           ("i2a_p@10", "Right captions in the top 10"), ("mR", "Pairs found, averaged (mean recall)"),
+           ("matching_accuracy", "Match / no-match decisions right"))
+#: What each number means, in plain words (row tooltips).
+METRIC_HELP = {
+    "map": "Mean average precision over both directions: 1 = every right answer ranked above every wrong one.",
+    "a2i_map": "For each spoken caption, how high its image(s) rank among all validation images.",
+    "i2a_map": "For each image, how high its spoken captions rank among all validation captions.",
+    "a2i_p@10": "Share of the 10 best-ranked images that are right for a spoken caption (precision at 10).",
+    "i2a_p@10": "Share of the 10 best-ranked captions that are right for an image (precision at 10).",
+    "mR": "Share of right pairs found in the top 1, 5 and 10, averaged over both directions (mean recall).",
+    "matching_accuracy": "How often the model's yes/no (p ≥ 0.5) agrees with whether caption and image belong together.",
+}
+#: Fewer validation captions than this cannot tell two models apart by a few points.
+MIN_VAL_CAPTIONS = 100
 DEFAULT_LABEL = "(shipped default model)"
+RECOMPUTING = "the library's projections are being recomputed"
 
 
 def app_data_dir() -> Path:
@@ -152,6 +168,7 @@ class TrainingPanel(QWidget):
         # -- selected image: preview, captions, record -----------------------------------------
         image_box = QGroupBox("Selected image")
         self.preview = ImageLabel("Select an image of the collection.")
+        self.preview.setMinimumSize(96, 96)
         self.caption_list = QListWidget()
         self.caption_list.setWordWrap(True)
         self.caption_list.itemClicked.connect(self._play_caption)
@@ -173,8 +190,9 @@ class TrainingPanel(QWidget):
         # -- fine-tune ---------------------------------------------------------------------------
         tune = QGroupBox("2 · Fine-tune the active model")
         self.preset = QComboBox()
-        self.preset.addItem("dvan-plus (in-batch loss, augmentation)", "dvan-plus")
-        self.preset.addItem("paper (balanced pairs, equation 6)", "paper")
+        self.preset.addItem("dvan-plus (recommended): each caption against every image of a batch, varied audio",
+                            "dvan-plus")
+        self.preset.addItem("paper: equal numbers of matching and non-matching pairs, as published", "paper")
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 500)
         self.epochs.setValue(10)
@@ -195,12 +213,15 @@ class TrainingPanel(QWidget):
         self.run_label = QLabel("")
         self.run_label.setWordWrap(True)
         self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        form = QHBoxLayout()
-        for label, widget in (("Recipe:", self.preset), ("Epochs (at most):", self.epochs),
-                              ("Batch:", self.batch), ("Learning rate:", self.lr)):
-            form.addWidget(QLabel(label))
-            form.addWidget(widget)
-        form.addStretch(1)
+        # two rows: in one, the form alone was wider than a 1920-pixel screen at 150 % scaling leaves
+        form = QGridLayout()
+        form.addWidget(QLabel("Recipe:"), 0, 0)
+        form.addWidget(self.preset, 0, 1, 1, 5)
+        for column, (label, widget) in enumerate((("Epochs (at most):", self.epochs), ("Batch:", self.batch),
+                                                  ("Learning rate:", self.lr))):
+            form.addWidget(QLabel(label), 1, 2 * column)
+            form.addWidget(widget, 1, 2 * column + 1)
+        form.setColumnStretch(6, 1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.resume_button)
@@ -222,10 +243,17 @@ class TrainingPanel(QWidget):
         self.compare_table = QTableWidget(len(METRICS), 2)
         self.compare_table.setHorizontalHeaderLabels(["Current model", "New model"])
         self.compare_table.setVerticalHeaderLabels([label for _, label in METRICS])
+        for index, (key, _) in enumerate(METRICS):
+            header = self.compare_table.verticalHeaderItem(index)
+            if header is not None:
+                header.setToolTip(METRIC_HELP[key])
         self.compare_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.compare_table.horizontalHeader().setMinimumSectionSize(90)
-        self.compare_table.setMinimumWidth(440)
+        self.compare_table.setMinimumWidth(320)
         self.compare_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.compare_explained = QLabel("From 0 to 1, higher is better; measured on the collection's validation "
+                                        "images, which training never sees. Hover a row for what it counts.")
+        self.compare_explained.setWordWrap(True)
         self.compare_note = QLabel("Validation numbers appear here when a run has a model.")
         self.compare_note.setWordWrap(True)
         self.activate_button = QPushButton("Activate new model")
@@ -242,6 +270,7 @@ class TrainingPanel(QWidget):
         restore_row.addWidget(self.restore_button)
         compare_layout = QVBoxLayout(compare)
         compare_layout.addWidget(self.active_label)
+        compare_layout.addWidget(self.compare_explained)
         compare_layout.addWidget(self.compare_table, 1)
         compare_layout.addWidget(self.compare_note)
         compare_layout.addWidget(self.activate_button)
@@ -261,8 +290,15 @@ class TrainingPanel(QWidget):
         outer = QSplitter(Qt.Orientation.Vertical)
         outer.addWidget(top)
         outer.addWidget(bottom)
+        # on a small or scaled screen (1920 x 1080 at 150 % leaves 1280 x 680) the tab scrolls instead of
+        # pushing the window past the screen's edge, where labels were cut off
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setWidget(outer)
         layout = QGridLayout(self)
-        layout.addWidget(outer, 0, 0)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll, 0, 0)
 
         self.log_timer = QTimer(self)
         self.log_timer.setInterval(1000)
@@ -462,20 +498,42 @@ class TrainingPanel(QWidget):
         self.load_collection(manifest)
 
     # --- training ----------------------------------------------------------------------------
+    def _run_dirs(self) -> tuple[Path, list[Path]]:
+        """The first run folder of this collection and recipe, and the existing runs oldest first (base, base-2, …)."""
+        assert self.manifest is not None
+        digest = hashlib.sha1(str(self.manifest.resolve()).encode()).hexdigest()[:10]
+        base = app_data_dir() / "runs" / f"{self.manifest.parent.name}-{digest}-{self.preset.currentData()}"
+        numbered = sorted((int(p.name[len(base.name) + 1:]), p) for p in base.parent.glob(f"{base.name}-*")
+                          if p.is_dir() and p.name[len(base.name) + 1:].isdigit())
+        return base, ([base] if base.is_dir() else []) + [p for _, p in numbered]
+
     def _run_dir_for_ui(self) -> Path | None:
+        """The latest run of this collection and recipe (Resume continues it; its curves are shown)."""
         if self.manifest is None:
             return None
-        digest = hashlib.sha1(str(self.manifest.resolve()).encode()).hexdigest()[:10]
-        return app_data_dir() / "runs" / f"{self.manifest.parent.name}-{digest}-{self.preset.currentData()}"
+        base, runs = self._run_dirs()
+        return runs[-1] if runs else base
+
+    def _new_run_dir(self) -> Path | None:
+        """A fresh folder for Start: a finished or cancelled run is never overwritten."""
+        if self.manifest is None:
+            return None
+        base, runs = self._run_dirs()
+        if not runs or not any(runs[-1].iterdir()):
+            return runs[-1] if runs else base
+        number = max([1] + [int(p.name[len(base.name) + 1:]) for p in runs if p != base]) + 1
+        return base.with_name(f"{base.name}-{number}")
 
     def start_training(self, resume: bool = False, epochs: int | None = None) -> Worker | None:
         """Fine-tune on the collection (resume: continue the last run of this collection and recipe)."""
         if self.busy or self.manifest is None:
             return None
-        self.run_dir = self._run_dir_for_ui()
+        self.run_dir = self._run_dir_for_ui() if resume else self._new_run_dir()
         assert self.run_dir is not None
         base = self.backend.model_status().path
         self.new_checkpoint, self.new_val = None, None
+        self.show_comparison()  # the previous run's numbers must not stand beside the run now training
+        self.compare_note.setText("Training a new model: its validation numbers appear here when the run finishes.")
         self.activate_button.setEnabled(False)
         batch = int(self.batch.value())
         train_captions = sum(len(i.audio) for i in self.images if i.split == "train")
@@ -582,13 +640,47 @@ class TrainingPanel(QWidget):
                 self.compare_table.setItem(row, column, cell)
         if self.new_checkpoint is not None:
             self.compare_note.setText(f"New model: {self.new_checkpoint} (validation split of {self.manifest}). "
-                                      "Activating keeps the current model restorable.")
+                                      "Activating keeps the current model restorable." + self.small_validation_warning())
+            self.compare_note.setStyleSheet("color: #ffd27f;" if self.small_validation_warning() else "")
         self.activate_button.setEnabled(self.new_checkpoint is not None and self.new_checkpoint.is_file())
 
-    def activate_new_model(self) -> Path | None:
-        """Copy the new checkpoint into the app's model folder and make it active (the old one stays restorable)."""
+    def validation_captions(self) -> int:
+        """Spoken captions in the collection's validation split."""
+        return sum(len(image.audio) for image in self.images if image.split == "val")
+
+    def small_validation_warning(self) -> str:
+        """A warning when the validation split is too small to compare two models ("" otherwise)."""
+        count = self.validation_captions()
+        if not self.images or count >= MIN_VAL_CAPTIONS:
+            return ""
+        return (f" Only {count} spoken captions are in the validation split: too few to tell two models apart "
+                f"(differences of several points can be chance). A collection with at least {MIN_VAL_CAPTIONS} "
+                "validation captions gives numbers to choose by.")
+
+    def activation_question(self) -> str:
+        """What activating the new model does, with both models' overall numbers (asked before activating)."""
+        new = (self.new_val or {}).get("map")
+        old = (self.current_val or {}).get("map")
+        numbers = (f" Overall ranking quality: {float(old):.3f} now, {float(new):.3f} with the new model."
+                   if isinstance(new, (int, float)) and isinstance(old, (int, float)) else "")
+        return ("Make the new model the active one? Searches then use it, and the library's projections are "
+                "recomputed (a few minutes for a large library). The current model stays in \"Previous models\"."
+                + numbers + self.small_validation_warning())
+
+    def activate_new_model(self, confirm: bool = True) -> Path | None:
+        """Copy the new checkpoint into the app's model folder and make it active (the old one stays restorable).
+
+        Args:
+            confirm: ask first (skipped when ``DVAN_APP_NO_DIALOGS`` is set).
+        """
         if self.new_checkpoint is None:
             return None
+        import os
+
+        if confirm and not os.environ.get("DVAN_APP_NO_DIALOGS"):
+            answer = QMessageBox.question(self, "Activate the new model", self.activation_question())
+            if answer != QMessageBox.StandardButton.Yes:
+                return None
         models = app_data_dir() / "models"
         models.mkdir(parents=True, exist_ok=True)
         target = models / f"model-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
@@ -596,8 +688,14 @@ class TrainingPanel(QWidget):
         self._activate(str(target))
         self.new_checkpoint = None
         self.activate_button.setEnabled(False)
-        self.say(f"Activated {target.name}; the library's projections are being recomputed.")
+        self.say(f"Activated {target.name}; {RECOMPUTING}.")
         return target
+
+    def projections_done(self) -> None:
+        """The library's projections are current again: replace the "being recomputed" line."""
+        text = self.collection_summary.text()
+        if RECOMPUTING in text:
+            self.say(text.replace(RECOMPUTING, "the library's projections are up to date for it"))
 
     def restore_previous(self) -> None:
         """Make the selected previous model active again."""

@@ -6,8 +6,20 @@ from collections.abc import Callable
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QIcon, QImage, QPainter, QPaintEvent, QPen, QPixmap, QResizeEvent
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QWidget
+from PySide6.QtGui import (
+    QColor,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QIcon,
+    QImage,
+    QPainter,
+    QPaintEvent,
+    QPen,
+    QPixmap,
+    QResizeEvent,
+)
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QTabBar, QWidget
 
 from dvan.progress import Progress
 
@@ -52,10 +64,33 @@ def microphone_icon(colour: QColor | None = None, size: int = 64) -> QIcon:
     return QIcon(pixmap)
 
 
+def relative_luminance(colour: QColor) -> float:
+    """WCAG 2 relative luminance of an opaque colour (0 black .. 1 white)."""
+    def linear(channel: float) -> float:
+        return channel / 12.92 if channel <= 0.04045 else ((channel + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * linear(colour.redF()) + 0.7152 * linear(colour.greenF()) + 0.0722 * linear(colour.blueF())
+
+
+def contrast_ratio(first: QColor, second: QColor) -> float:
+    """WCAG 2 contrast ratio of two opaque colours (1 .. 21; text needs 4.5 for level AA)."""
+    lighter, darker = sorted((relative_luminance(first), relative_luminance(second)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+#: Text on a probability bar, and the bar's empty part.
+BAR_TEXT = QColor(255, 255, 255)
+BAR_TRACK = QColor(60, 64, 72)
+
+
 def probability_colour(p: float) -> QColor:
-    """Bar colour of a matching probability: grey-blue when low, green when high."""
+    """Bar colour of a matching probability: grey-blue when low, green when high.
+
+    Dark enough at every p for the white "p = …" on it to reach WCAG AA (4.5:1); a bright green
+    under white text was about 1.7:1.
+    """
     p = float(min(1.0, max(0.0, p)))
-    return QColor.fromHsvF(0.33 * p + 0.58 * (1 - p), 0.25 + 0.6 * p, 0.55 + 0.35 * p)
+    return QColor.fromHsvF(0.33 * p + 0.58 * (1 - p), 0.25 + 0.6 * p, 0.48)
 
 
 def paint_probability_bar(painter: QPainter, rect: QRect | QRectF, p: float) -> None:
@@ -63,7 +98,7 @@ def paint_probability_bar(painter: QPainter, rect: QRect | QRectF, p: float) -> 
     r = QRectF(rect)
     painter.save()
     painter.setPen(Qt.PenStyle.NoPen)
-    painter.setBrush(QColor(60, 64, 72))
+    painter.setBrush(BAR_TRACK)
     painter.drawRoundedRect(r, 3, 3)
     filled = QRectF(r.x(), r.y(), r.width() * float(min(1.0, max(0.0, p))), r.height())
     painter.setBrush(probability_colour(p))
@@ -71,7 +106,7 @@ def paint_probability_bar(painter: QPainter, rect: QRect | QRectF, p: float) -> 
     text = f"p = {p:.3f}"
     painter.setPen(QColor(0, 0, 0, 200))
     painter.drawText(r.translated(1, 1), Qt.AlignmentFlag.AlignCenter, text)
-    painter.setPen(QColor(255, 255, 255))
+    painter.setPen(BAR_TEXT)
     painter.drawText(r, Qt.AlignmentFlag.AlignCenter, text)
     painter.restore()
 
@@ -120,6 +155,7 @@ class ImageLabel(QLabel):
 
     def __init__(self, placeholder: str = "", parent: QWidget | None = None) -> None:
         super().__init__(placeholder, parent)
+        self.placeholder = placeholder
         self._pixmap: QPixmap | None = None
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.setMinimumSize(160, 160)
@@ -128,8 +164,13 @@ class ImageLabel(QLabel):
         self.setFrameShape(QFrame.Shape.StyledPanel)
 
     def set_image(self, image: QImage | None) -> None:
-        """Show ``image`` (None clears it)."""
+        """Show ``image``; None shows the placeholder text again."""
         self._pixmap = QPixmap.fromImage(image) if image is not None and not image.isNull() else None
+        if self._pixmap is None:
+            # setPixmap(QPixmap()) would leave an empty label: the placeholder is the empty state
+            self.clear()
+            self.setText(self.placeholder)
+            return
         self._rescale()
 
     def has_image(self) -> bool:
@@ -138,8 +179,7 @@ class ImageLabel(QLabel):
 
     def _rescale(self) -> None:
         if self._pixmap is None:
-            self.setPixmap(QPixmap())
-            return
+            return  # text (the placeholder or a message) is shown
         self.setPixmap(self._pixmap.scaled(self.size() * 0.98, Qt.AspectRatioMode.KeepAspectRatio,
                                            Qt.TransformationMode.SmoothTransformation))
 
@@ -218,6 +258,49 @@ class DropArea(QFrame):
             event.ignore()
 
 
+class DragHoverTabBar(QTabBar):
+    """A tab bar that switches to the tab a drag hovers over, so a result can be dropped on another tab."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAcceptDrops(True)
+        self.setChangeCurrentOnDrag(True)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        self._switch(event)
+
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802 - Qt override
+        self._switch(event)
+
+    def _switch(self, event: QDragEnterEvent | QDragMoveEvent) -> None:
+        index = self.tabAt(event.position().toPoint())
+        if index >= 0 and index != self.currentIndex():
+            self.setCurrentIndex(index)
+        # accepted so the drag keeps hovering; nothing is dropped on the bar itself
+        event.accept()
+
+
+def format_duration(seconds: float) -> str:
+    """"45 s", "3 min 05 s", "1 h 02 min"."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def progress_text(report: Progress, rate: float | None, unit: str) -> str:
+    """The line beside a job's bar: its message, the rate once (dvan's messages may carry it already), the time left."""
+    text = report.message or report.stage
+    if rate is not None and rate > 0:
+        if unit not in text:
+            text = f"{rate:.1f} {unit} — {text}"
+        if report.total and report.done < report.total:
+            text += f" — about {format_duration((report.total - report.done) / rate)} left"
+    return text
+
+
 class JobBar(QWidget):
     """Progress bar, rate label and Cancel button for one long job."""
 
@@ -263,7 +346,4 @@ class JobBar(QWidget):
             self.bar.setFormat(f"{report.stage}: {report.done}/{report.total} (%p%)")
         else:
             self.bar.setRange(0, 0)
-        text = report.message or report.stage
-        if rate is not None:
-            text = f"{rate:.1f} {self._unit} — {text}"
-        self.label.setText(text)
+        self.label.setText(progress_text(report, rate, self._unit))

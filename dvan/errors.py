@@ -20,6 +20,7 @@ Every message names the file or setting at fault and says what to change.
     │   ├── LibraryDamagedError     an array file is shorter than recorded, or holds NaN/Inf
     │   └── ReadOnlyLibraryError    a write was asked of a library on a read-only folder or mount
     ├── InvalidValueError           a numeric option is out of range (tile size, overlap, --top, --bbox)
+    ├── ExportError                 search results cannot be written (unknown format, unwritable file)
     ├── TrainingError               training stopped (divergence, NaN, no data)
     ├── DiskFullError               a write (library, checkpoint, report) ran out of space; what was saved is intact
     └── Cancelled                   a long job was cancelled through its cancel token
@@ -98,6 +99,10 @@ class ReadOnlyLibraryError(LibraryError):
 
 class InvalidValueError(DvanError):
     """A numeric option or argument is out of its range."""
+
+
+class ExportError(DvanError):
+    """Search results cannot be exported (unknown file type, folder missing or not writable)."""
 
 
 class TrainingError(DvanError):

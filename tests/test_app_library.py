@@ -136,7 +136,14 @@ def test_cancel_keeps_committed_tiles_and_a_second_import_completes(qtbot, world
 def test_opening_something_that_is_not_a_library_is_a_message(qtbot, world, tmp_path: Path) -> None:
     panel = make_panel(qtbot, world, tmp_path)
     assert not panel.open_library(tmp_path)
-    assert "no library here" in panel.summary.text()
+    assert "is not a library" in panel.summary.text()
+    # a folder of imagery: what to do in the app, not a command line
+    assert not panel.open_library(world["rasters"])
+    assert "holds imagery, not a library" in panel.summary.text() and "dvan library" not in panel.summary.text()
+    # a new library in a folder that does not exist yet
+    assert panel.create_library(tmp_path / "new" / "library")
+    assert not panel.create_library(tmp_path / "new" / "library")
+    assert "already a library: open it" in panel.summary.text()
     assert panel.open_library(world["library"])
     assert panel.path_label.text() == f"Library: {world['library']}"
     assert int(panel.info_labels["captions"].text()) > 0
@@ -155,3 +162,38 @@ def test_spoken_captions_are_added_from_a_manifest(qtbot, world, tmp_path: Path)
         pass
     assert panel.summary.text() == "30 spoken caption(s) added, 0 already in the library", panel.summary.text()
     assert panel.info_labels["captions"].text() == "30"
+
+
+def test_progress_line_names_the_rate_once_and_the_time_left() -> None:
+    from app.widgets import progress_text
+    from dvan.progress import Progress
+
+    report = Progress("import", 40, 100, "6.1 tiles/s, big_mosaic.tif")
+    text = progress_text(report, 6.1, "tiles/s")
+    assert text.count("tiles/s") == 1 and text.endswith("about 10 s left")
+    assert progress_text(Progress("import", 10, 730, "big_mosaic.tif"), 6.0, "tiles/s") == \
+        "6.0 tiles/s — big_mosaic.tif — about 2 min 00 s left"
+
+
+def test_a_reindexed_file_reports_its_tile_count(qtbot, world, tmp_path: Path) -> None:
+    import shutil
+
+    import rasterio
+    from app_support import copy_library
+
+    from app.jobs import import_job
+
+    library = copy_library(world, tmp_path / "lib")
+    raster = shutil.copy(world["rasters"] / "utm_rgb.tif", tmp_path / "field.tif")
+    first = import_job(library, [str(raster)], str(world["model"]), "cpu")
+    assert [(f.status, f.tiles) for f in first.files] == [("imported", 6)]
+    with rasterio.open(raster) as source:  # the same field, new pixels: a changed file is re-indexed
+        profile, pixels = source.profile, source.read()
+    with rasterio.open(raster, "w", **profile) as target:
+        target.write(255 - pixels)
+    second = import_job(library, [str(raster)], str(world["model"]), "cpu")
+    assert [(f.status, f.tiles, f.message) for f in second.files] == [
+        ("imported", 6, "changed since the last import: re-indexed")]
+    panel = make_panel(qtbot, world, tmp_path)
+    panel._finished(second)
+    assert panel.table.item(0, 2).text() == "6"

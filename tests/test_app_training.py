@@ -163,3 +163,45 @@ def test_activating_a_model_recomputes_the_library_projections_with_progress(qtb
     assert window.model_label.text() == "Model: other.safetensors"
     outcome = backend.search_file(world["query_dots"])
     assert outcome.hits and backend.trained_bundle().checkpoint == other
+
+
+def test_start_keeps_earlier_runs_and_clears_the_old_comparison(qtbot, panel, world) -> None:
+    panel.load_collection(world["manifest"])
+    first = panel._new_run_dir()
+    assert first is not None and panel._run_dir_for_ui() == first
+    first.mkdir(parents=True)
+    (first / "train_log.jsonl").write_text('{"kind": "epoch"}\n')  # a finished earlier run
+    panel.new_val, panel.current_val = {"map": 0.75}, {"map": 0.5}
+    panel.new_checkpoint = first / "best.safetensors"
+    panel.show_comparison()
+    assert panel.compare_table.item(0, 1).text() == "0.7500"
+    worker = panel.start_training(epochs=1)
+    assert worker is not None
+    assert panel.run_dir is not None and panel.run_dir != first and panel.run_dir.name == f"{first.name}-2"
+    assert panel.compare_table.item(0, 1).text() == "–" and "Training a new model" in panel.compare_note.text()
+    worker.cancel()
+    with qtbot.waitSignal(worker.signals.done, timeout=300000):  # the job server may still be starting
+        pass
+    assert (first / "train_log.jsonl").read_text() == '{"kind": "epoch"}\n'
+    assert panel._run_dir_for_ui() == panel.run_dir  # Resume continues the newest run
+
+
+def test_plain_numbers_small_validation_warning_and_projections_line(panel, world) -> None:
+    from app.training_panel import METRIC_HELP, METRICS, RECOMPUTING
+
+    panel.load_collection(world["manifest"])
+    headers = [panel.compare_table.verticalHeaderItem(i) for i in range(len(METRICS))]
+    assert headers[0].text() == "Overall ranking quality (MAP)"  # type: ignore[union-attr]
+    assert [h.toolTip() for h in headers] == [METRIC_HELP[key] for key, _ in METRICS]  # type: ignore[union-attr]
+    assert "in-batch" not in panel.preset.itemText(0) and "recommended" in panel.preset.itemText(0)
+    assert panel.validation_captions() == 6
+    panel.new_val, panel.current_val = {"map": 0.61}, {"map": 0.58}
+    panel.new_checkpoint = world["model"]
+    panel.show_comparison()
+    assert "Only 6 spoken captions are in the validation split" in panel.compare_note.text()
+    question = panel.activation_question()
+    assert "0.580 now, 0.610 with the new model" in question and "Only 6 spoken captions" in question
+    panel.say(f"Activated model-x.safetensors; {RECOMPUTING}.")
+    panel.projections_done()
+    assert panel.collection_summary.text() == ("Activated model-x.safetensors; the library's projections are up to "
+                                               "date for it.")

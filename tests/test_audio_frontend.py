@@ -48,6 +48,14 @@ def test_bad_audio_gets_a_clear_error_naming_the_file(audio_files: dict[str, Pat
     assert words in str(info.value)
 
 
+def test_a_silent_file_is_not_blamed_on_the_microphone(audio_files: dict[str, Path]) -> None:
+    with pytest.raises(SilentAudioError) as info:
+        read_audio(audio_files["silence.wav"], 16000)
+    assert "microphone" not in str(info.value) and "choose a file with speech" in str(info.value)
+    with pytest.raises(SilentAudioError, match="check the microphone"):
+        recording_features(np.zeros(16000, dtype=np.float32), 16000, AudioConfig())
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(AudioDecodeError, match="no such audio file"):
         read_audio(tmp_path / "nope.wav")

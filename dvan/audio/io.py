@@ -61,7 +61,11 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
         raise AudioDecodeError(
             f"{path}: cannot decode as audio ({exc}); use a WAV, FLAC or OGG file"
         ) from exc
-    return prepare_waveform(data, source_rate, sample_rate, source=str(path))
+    try:
+        return prepare_waveform(data, source_rate, sample_rate, source=str(path))
+    except SilentAudioError as exc:
+        # a file is not a microphone: "check the microphone" would send the user to the wrong place
+        raise SilentAudioError(f"{path}: the file is silent (only digital silence); choose a file with speech in it") from exc
 
 
 def prepare_waveform(data: np.ndarray, source_rate: int, sample_rate: int = 16000, source: str = "audio") -> np.ndarray:

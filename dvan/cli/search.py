@@ -41,15 +41,18 @@ def print_tile_hits(hits: list[TileHit], header: str, out: Any = None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Encode the query, prepare projections if needed, print the ranked tiles."""
+    """Encode the query, prepare projections if needed, print the ranked tiles (and export them with ``--out``)."""
     from dvan.library.store import Library
     from dvan.progress import CancelToken
     from dvan.search.engine import SearchEngine, check_bbox, check_top, load_search_model
+    from dvan.search.export import check_export_target, export_format, export_results, records_from_hits
     from dvan.search.record import RECORD_RATE
 
     check_top(args.top)
     if args.bbox:
         check_bbox(args.bbox)
+    if args.out is not None:
+        check_export_target(args.out)  # an unknown file type or a missing folder is refused before the search
     bundle = load_search_model(args.model, args.device, args.allow_untrained)
     with Library.open(args.library) as library:
         engine = SearchEngine(library, bundle, backend=args.backend)
@@ -71,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - started
         searched = int(engine.candidates(tuple(args.bbox) if args.bbox else None, args.source).size)
     model = str(bundle.checkpoint) if bundle.checkpoint else "unsaved"
+    if args.out is not None:
+        written = export_results(records_from_hits(hits), args.out, query=query.source)
+        print(f"wrote {len(hits)} ranked tiles to {written} ({export_format(written)})", file=sys.stderr)
     if args.json:
         print(json.dumps({"query": {"source": query.source, "seconds": query.seconds, "truncated": query.truncated},
                           "model": model, "trained": engine.trained, "searched": searched,
@@ -92,6 +98,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--record", type=float, metavar="SECONDS", help="record the query from the microphone")
     parser.add_argument("--top", type=int, default=10, help="how many tiles to show (default 10)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help="also write the ranked tiles with their footprints to FILE: .gpkg (GeoPackage), "
+                             ".geojson (GeoJSON, WGS84) or .csv (WKT columns)")
     parser.add_argument("--bbox", type=float, nargs=4, metavar=("W", "S", "E", "N"),
                         help="only tiles intersecting this lon/lat box (WGS84 degrees)")
     parser.add_argument("--source", nargs="+", type=Path, metavar="FILE", help="only tiles of these source files")
