@@ -304,7 +304,7 @@ def test_eval_speak_and_captions_refuse_bad_outputs_and_values_before_work(
         (["eval", str(default_model_path()), str(tiny["manifest"]), "--pr-curve", str(a_file / "pr.png"), "--quiet"],
          "is a file, not a folder"),
         (["speak", str(captions), str(a_file), "--quiet"], f"{a_file}: OUT_DIR is an existing file"),
-        (["captions", str(tmp_path / "lib"), "--tile", "1", "--top", "0"], "--top 0: show at least 1"),
+        (["captions", str(tmp_path / "lib"), "--tile", "1", "--top", "0"], "--top 0: ask for at least 1"),
         (["captions", str(tmp_path / "lib"), "--image", str(fifo)], f"{fifo}: is not a regular file"),
         (["captions", str(tmp_path / "lib"), "--image", str(folder)], f"{folder}: is a folder"),
         (["info", "--device", "cuda:x"], None),

@@ -154,7 +154,7 @@ def test_a_model_with_nan_weights_shows_no_ranking(library: Path, capsys: pytest
     argv = _search(library)
     argv[argv.index("--model") + 1] = str(broken)
     assert main(argv) == 2
-    _one_line_error(capsys.readouterr().err, str(broken), "NaN", "no ranking is shown")
+    _one_line_error(capsys.readouterr().err, str(broken), "NaN", "unusable")  # refused at load, before any ranking
 
 
 def _read_only_copy(source: Path, target: Path) -> Path:
