@@ -611,6 +611,10 @@ def main(argv: list[str] | None = None) -> int:
                   + (f"  ({o['why']})" if o["why"] and state == "FAIL" else "")
                   + (f"  [{o['note']}]" if o.get("note") else ""), flush=True)
         close()
+        for case in cases:  # the temporary folder's name says nothing; results name it $WORK
+            for key in ("first_line", "why", "note"):
+                if isinstance(case.outcome.get(key), str):
+                    case.outcome[key] = case.outcome[key].replace(str(work), "$WORK")
         json_path, md_path = write_results(cases, machine, time.monotonic() - started)
         tried = [c for c in cases if c.outcome["pass"] is not None]
         print(f"cases tried / passed: {len(tried)} / {sum(1 for c in tried if c.outcome['pass'])}; "
