@@ -216,7 +216,7 @@ def import_paths(library: Library, paths: Sequence[str | Path], *, bundle: Model
     with library.writer():
         if bundle is not None:
             ensure_gallery(library, bundle, progress, cancel)
-        plans = _plan(library, files, tile_size, overlap, report, roots, max_pixels, progress)
+        plans = _plan(library, files, tile_size, overlap, report, roots, max_pixels, progress, cancel)
         total = sum(len(p.windows) - len(p.done) for p in plans)
         progress(Progress("import", 0, total, "reading rasters"))
         if plans:
@@ -231,10 +231,13 @@ def import_paths(library: Library, paths: Sequence[str | Path], *, bundle: Model
 
 
 def _plan(library: Library, files: list[Path], tile_size: int, overlap: int, report: ImportReport,
-          roots: list[Path], max_pixels: int | None, progress: ProgressCallback) -> list[_Plan]:
+          roots: list[Path], max_pixels: int | None, progress: ProgressCallback,
+          cancel: CancelToken | None) -> list[_Plan]:
     plans: list[_Plan] = []
     for number, path in enumerate(files):
         progress(Progress("scan", number, len(files), path.name))
+        if cancel is not None:  # hashing a large file takes a while: stop between files
+            cancel.raise_if_cancelled()
         try:
             stat = path.stat()
         except OSError as exc:

@@ -87,8 +87,10 @@ def _gdal_library() -> Any:
             candidates = [line.split()[-1] for line in maps if "libgdal" in line and line.split()[-1].startswith("/")]
     except OSError:  # not Linux: the platform's usual name
         pass
-    found = ctypes.util.find_library("gdal")
-    for path in list(dict.fromkeys(candidates)) + ([found] if found else []):
+    if not candidates:  # find_library runs ldconfig or a compiler: only when the maps say nothing
+        found = ctypes.util.find_library("gdal")
+        candidates = [found] if found else []
+    for path in dict.fromkeys(candidates):
         try:
             library = ctypes.CDLL(path)
             library.GDALGetDriverByName.restype = ctypes.c_void_p
