@@ -197,7 +197,9 @@ class SentenceEncoder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as transformers_logging
 
+            transformers_logging.disable_progress_bar()  # a weights-loading bar would land in the CLI's output
             self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
             self._model = AutoModel.from_pretrained(str(folder), local_files_only=True).to(self.device).eval()
 
