@@ -140,3 +140,34 @@ def test_query_models_load_lazily_and_info_lists_them(capsys: pytest.CaptureFixt
     report = json.loads(capsys.readouterr().out)["query_models"]
     assert set(report) == {"speech recogniser", "sentence encoder", "voice activity detector"}
     assert all(entry["found"] and Path(entry["path"]).exists() for entry in report.values())
+
+
+def test_eval_modes_report_class_map_and_the_transcripts_word_error_rate(tiny: Path, with_text: tuple[Path, object],
+                                                                        tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out, _ = with_text
+    cache = str(tmp_path / "cache")
+    reports = {}
+    for mode, words in (("audio", "transcript"), ("text", "manifest"), ("hybrid", "transcript")):
+        path = tmp_path / f"{mode}.json"
+        assert main(["eval", str(out), str(tiny), "--mode", mode, "--words", words, "--device", "cpu", "--quiet",
+                     "--cache-dir", cache, "--json", str(path)]) == 0
+        reports[mode] = json.loads(path.read_text())
+        assert f"mode {mode}" in capsys.readouterr().out
+    assert reports["audio"]["mode"] == "audio" and "wer" not in reports["audio"]
+    assert reports["text"]["audio_to_image"]["map"] == pytest.approx(1.0)  # the words of each class differ
+    hybrid = reports["hybrid"]
+    assert 0.0 <= hybrid["wer"] < 0.6 and len(hybrid["transcripts"]) == 6
+    assert main(["eval", str(checkpoint(0, trained=True)), str(tiny), "--mode", "text", "--quiet", "--device", "cpu",
+                 "--cache-dir", cache]) == 2
+    assert "no text branch" in capsys.readouterr().err
+
+
+def test_word_error_rate_counts_edits_over_reference_words() -> None:
+    from dvan.eval.wer import word_error_rate, words
+
+    assert words("Many planes, parked!") == ["many", "planes", "parked"]
+    assert word_error_rate(["many planes parked here"], ["Many planes parked here."]) == 0.0
+    # one substitution and one deletion over 4 + 2 reference words
+    assert word_error_rate(["many planes parked here", "a beach"], ["many plains parked", "a beach"]) == \
+        pytest.approx(2 / 6)

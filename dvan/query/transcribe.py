@@ -141,3 +141,46 @@ def get_recogniser(device: str = "auto") -> Recogniser:
         if device not in _shared:
             _shared[device] = Recogniser(device)
         return _shared[device]
+
+
+#: Names the decoding set-up in the transcript cache (a change of model or decoding must miss it).
+CACHE_TAG = "whisper-tiny.en-ct2-greedy-v1"
+
+
+def transcribe_files(paths: list[Path], recogniser: Recogniser, cache_root: Path | None = None,
+                     progress: Any = None, cancel: Any = None, stage: str = "transcripts") -> list[str]:
+    """Transcripts of audio files, cached by file content under ``cache_root/transcripts``.
+
+    Args:
+        paths: audio files.
+        recogniser: the recogniser to run on files not cached yet.
+        cache_root: a feature cache folder (:class:`dvan.train.cache.FeatureCache` root), or None.
+        progress: a progress callback (:mod:`dvan.progress`), or None.
+        cancel: a cancel token, checked between files, or None.
+        stage: stage name of the progress reports.
+    """
+    from dvan.progress import Progress
+    from dvan.train.cache import file_digest
+
+    out: list[str] = []
+    folder = cache_root / "transcripts" / CACHE_TAG if cache_root is not None else None
+    for done, path in enumerate(paths):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        cached = None
+        if folder is not None:
+            key = file_digest(path)
+            cached = folder / key[:2] / f"{key}.txt"
+            if cached.is_file():
+                out.append(cached.read_text(encoding="utf-8"))
+                continue
+        text = recogniser.transcribe_file(path).text
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_name(cached.name + ".partial")
+            partial.write_text(text, encoding="utf-8")
+            partial.replace(cached)
+        out.append(text)
+        if progress is not None:
+            progress(Progress(stage, done + 1, len(paths)))
+    return out
