@@ -41,6 +41,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 CONDITIONS = ("seen", "unseen", "noise20", "noise10", "phrases")
 #: (mode, words) columns of the table.
 RUNS = (("audio", "transcript"), ("text", "transcript"), ("hybrid", "transcript"), ("text", "manifest"))
+#: The columns without the recogniser (--no-transcripts): the words are the manifest's.
+RUNS_MANIFEST = (("audio", "transcript"), ("text", "manifest"), ("hybrid", "manifest"))
 
 
 def subset(entries: list[ManifestEntry], per_image: int) -> list[ManifestEntry]:
@@ -124,13 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="query")
+    parser.add_argument("--no-transcripts", action="store_true",
+                        help="text and hybrid read the manifest's words (no recogniser; much faster on a CPU)")
     args = parser.parse_args(argv)
     machine = describe_machine()
+    runs = RUNS_MANIFEST if args.no_transcripts else RUNS
     rows: dict[str, dict[str, Any]] = {}
     for name in args.conditions:
         manifest = condition_manifest(name, args.ucm, args.work, args.captions_per_image)
         rows[name] = {}
-        for mode, words in RUNS:
+        for mode, words in runs:
             started = time.monotonic()
             report = evaluate(args.checkpoint, manifest, "test", args.device, args.cache_dir, mode=mode, words=words)
             key = mode if words == "transcript" else f"{mode} ({words} words)"
@@ -143,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"checkpoint": str(args.checkpoint), "captions_per_image": args.captions_per_image, "machine": machine,
               "rows": rows}
     (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    keys = [k if w == "transcript" else f"{k} ({w} words)" for k, w in RUNS]
+    keys = [k if w == "transcript" else f"{k} ({w} words)" for k, w in runs]
     lines = ["# Query modes on spoken UCM (test split, class-level A->I MAP, percent)", "",
              f"Checkpoint `{Path(args.checkpoint).name}`; {args.captions_per_image} caption(s) per test image; "
              f"made by `benchmarks/query_benchmark.py`. Machine: {machine.get('cpu', '?')}, load "
