@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     keys = [k if w == "transcript" else f"{k} ({w} words)" for k, w in runs]
     lines = ["# Query modes on spoken UCM (test split, class-level A->I MAP, percent)", "",
              f"Checkpoint `{Path(args.checkpoint).name}`; {args.captions_per_image} caption(s) per test image; "
-             f"made by `benchmarks/query_benchmark.py`. Machine: {machine.get('cpu', '?')}, load "
-             f"{machine.get('load', '?')}.", "",
+             f"made by `benchmarks/query_benchmark.py`. Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} "
+             f"cores, load average {', '.join(f'{x:.1f}' for x in machine.get('load_average') or [])}.", "",
              "| condition | captions | " + " | ".join(keys) + " | transcript WER |",
              "| --- | ---: | " + " | ".join("---:" for _ in keys) + " | ---: |"]
     for name, row in rows.items():
