@@ -14,6 +14,7 @@ the queries that are hard to hear.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
@@ -101,6 +102,11 @@ class Recogniser:
                                        local_files_only=True)
             self.load_s = time.perf_counter() - started
 
+    def close(self) -> None:
+        """Wait for a transcription in progress, then free the model (a later use loads it again)."""
+        with self._lock:
+            self._model = None
+
     def transcribe(self, samples: np.ndarray, sample_rate: int) -> Transcript:
         """Transcribe in-memory samples (mono or multi-channel, any rate).
 
@@ -133,6 +139,16 @@ class Recogniser:
 
 _shared: dict[str, Recogniser] = {}
 _shared_lock = threading.Lock()
+
+
+def _close_all() -> None:
+    # A CTranslate2 model still decoding on a daemon thread (the app's worker) when the interpreter
+    # ends aborts the process ("terminate called without an active exception"): let it finish first.
+    for recogniser in list(_shared.values()):
+        recogniser.close()
+
+
+atexit.register(_close_all)
 
 
 def get_recogniser(device: str = "auto") -> Recogniser:
