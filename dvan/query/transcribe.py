@@ -127,6 +127,24 @@ class Recogniser:
         return self._transcribe(read_audio(path, SAMPLE_RATE))
 
     def _transcribe(self, waveform: np.ndarray) -> Transcript:
+        # CTranslate2 sets flush-to-zero on the thread that runs it, which would change how this
+        # thread's later float16 search kernels read subnormal values: run it on a thread of its own.
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["result"] = self._transcribe_here(waveform)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=work, name="dvan-transcribe", daemon=True)
+        thread.start()
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    def _transcribe_here(self, waveform: np.ndarray) -> Transcript:
         self.load()
         started = time.perf_counter()
         with self._lock:  # CTranslate2 models are not re-entrant across Python threads by default
