@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from app.types import CaptionHit, Hit, ImportReport, ModelStatus, SearchOutcome, TileInfo
-from dvan.errors import CheckpointError, LibraryError
+from app.types import CaptionHit, Heard, Hit, ImportReport, ModelStatus, SearchOutcome, TileInfo
+from dvan.errors import CheckpointError, LibraryError, TextBranchMissingError
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
 
 #: Tiles returned per query (the grid shows them all; the map highlights the best 20).
@@ -109,6 +109,8 @@ class Backend:
         # cleared while a library is being opened in the background (see expect_library)
         self._library_opened = threading.Event()
         self._library_opened.set()
+        #: the query mode ("auto" = the model's own choice; see dvan search --mode)
+        self.query_mode = "auto"
 
     # -- library -------------------------------------------------------------------------------
     @property
@@ -381,11 +383,62 @@ class Backend:
         started = time.perf_counter()
         return self._search(engine, engine.encode_file(path), started, Path(path).name, top_k)
 
+    def search_text(self, text: str, top_k: int = MAX_HITS) -> SearchOutcome:
+        """Rank the library's tiles for typed words (the text branch).
+
+        Raises:
+            TextBranchMissingError: the active model has no text branch.
+            EmptyQueryError: no words.
+        """
+        engine = self.engine()
+        started = time.perf_counter()
+        return self._search(engine, engine.encode_text(text), started, "typed words", top_k)
+
+    def resolved_mode(self) -> str:
+        """The mode spoken queries are refined in: the setting, or the model's own choice for "auto"."""
+        if self.query_mode != "auto":
+            return self.query_mode
+        return str(self.engine().default_mode)
+
+    def understand(self, query: tuple[np.ndarray, int] | str | Path, source: str = "microphone",
+                   top_k: int = MAX_HITS) -> Heard:
+        """Transcribe a spoken query (samples and rate, or a file) and, in text or hybrid mode, rank with the words.
+
+        Runs after the audio branch's ranking is shown, so recognition never delays it.
+
+        Raises:
+            ModelPackageMissingError: the speech recogniser is not installed.
+        """
+        from dvan.query.transcribe import get_recogniser
+
+        started = time.perf_counter()
+        engine = self.engine()
+        recogniser = get_recogniser(str(engine.bundle.device))
+        if isinstance(query, tuple):
+            transcript = recogniser.transcribe(query[0], int(query[1]))
+        else:
+            transcript = recogniser.transcribe_file(query)
+        heard_s = time.perf_counter() - started
+        mode = self.resolved_mode()
+        if mode == "audio" or not transcript.text:
+            return Heard(text=transcript.text, seconds=heard_s)
+        try:
+            if isinstance(query, tuple):
+                audio = engine.bundle.config.audio
+                framed = frame_recording(query[0], int(query[1]), int(audio.sample_rate), int(audio.hop_length))
+                spoken = engine.encode_recording(framed, int(query[1]))
+            else:
+                spoken = engine.encode_file(query)
+            refined = self._search(engine, engine.for_mode(mode, spoken, transcript.text), started, source, top_k)
+        except TextBranchMissingError as exc:
+            return Heard(text=transcript.text, seconds=heard_s, note=str(exc))
+        return Heard(text=transcript.text, seconds=heard_s, refined=refined)
+
     def _search(self, engine: Any, query: Any, started: float, source: str, top_k: int) -> SearchOutcome:
         ranked = engine.search(query, top_k=top_k)
         hits = [Hit(rank=h.rank, tile=self._cached_tile(h.tile), probability=float(h.probability)) for h in ranked]
         return SearchOutcome(hits=hits, seconds=time.perf_counter() - started, source=source,
-                             truncated=bool(query.truncated))
+                             truncated=bool(query.truncated), mode=str(query.mode), text=query.text)
 
     def _cached_tile(self, tile: Any) -> TileInfo:
         found = self._tiles_by_id.get(int(tile.id)) if self._tiles is not None else None

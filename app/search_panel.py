@@ -4,6 +4,9 @@ Press and hold the big button (or Space when no text field has focus), speak, re
 recording is checked for speech (:func:`dvan.audio.vad.detect_speech`); without speech the panel
 says "No speech heard" and does not search. Otherwise the query is searched on a worker thread
 and the ranked tiles appear as a grid: rank, thumbnail, matching probability as number and bar.
+Only then does a second job transcribe the query: the words heard appear under the button, and
+in text or hybrid mode (the "Mode" choice, saved in the settings) the ranking is refined with them
+when they arrive. Typing words in the search box and pressing Enter searches by text.
 Selecting a tile shows it at full resolution with its metadata and asks the map to centre on it.
 A query can also come from an audio file (button, or drop it onto the panel), and the last query
 can be replayed.
@@ -34,10 +37,12 @@ from PySide6.QtGui import QAction, QColor, QFont, QImage, QKeySequence, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
+    QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListView,
     QMenu,
     QPushButton,
@@ -53,9 +58,9 @@ from PySide6.QtWidgets import (
 from app.audio import MAX_RECORD_SECONDS, AudioDeviceError, Player, Recorder
 from app.backend import Backend, export_suffixes, footprint_text
 from app.result_tools import P_EXPLAINED, ResultFilter, no_strong_match_text, result_row
-from app.settings import AppSettings
+from app.settings import QUERY_MODES, AppSettings
 from app.thumbs import ImageCache
-from app.types import Hit, SearchOutcome, TileInfo
+from app.types import Heard, Hit, SearchOutcome, TileInfo
 from app.widgets import DropArea, DropFilter, ImageLabel, LevelMeter, microphone_icon, paint_probability_bar
 from app.worker import Worker
 from dvan.audio.vad import detect_speech
@@ -76,6 +81,9 @@ BANNER_PROBLEM = "background: #5a2a1a; color: #ffd9c9; padding: 6px; border-radi
 BANNER_LOADING = "background: #1f3550; color: #d6e6ff; padding: 6px; border-radius: 4px;"
 LISTEN_TEXT = "Listening… release to search"
 THUMB = 144
+#: How each query mode is offered in the Mode box.
+MODE_LABELS = {"auto": "Auto (model's choice)", "audio": "Audio (voice only)", "text": "Text (words heard or typed)",
+               "hybrid": "Hybrid (voice + words)"}
 
 
 def describe_tile(tile: TileInfo) -> list[tuple[str, str]]:
@@ -262,6 +270,15 @@ class TileDetails(QWidget):
             self.form.addRow(label + ":", text)
 
 
+def _understand(backend: Backend, serial: int, spoken: tuple[np.ndarray, int] | Path,
+                source: str) -> tuple[int, Heard | BaseException]:
+    """Worker job: the transcript (and refined ranking) of query number ``serial``, or the error it met."""
+    try:
+        return serial, backend.understand(spoken, source)
+    except Exception as exc:  # noqa: BLE001 - shown under the button; the audio ranking stands
+        return serial, exc
+
+
 class SearchPanel(QWidget):
     """The Search tab.
 
@@ -293,6 +310,13 @@ class SearchPanel(QWidget):
         self.outcome: SearchOutcome | None = None
         self.worker: Worker | None = None
         self.last_latency_ms: float | None = None
+        #: key release -> transcript shown, and -> refined (text/hybrid) ranking shown, of the last spoken query
+        self.last_heard_ms: float | None = None
+        self.last_refined_ms: float | None = None
+        self.heard_worker: Worker | None = None
+        self._serial = 0
+        self._spoken: tuple[np.ndarray, int] | Path | None = None
+        self._since_query = QElapsedTimer()
         self._since_release = QElapsedTimer()
         self._stopped_by_limit = False
         self.loading = ""  # what is still loading at start-up ("" when nothing); see set_loading
@@ -315,6 +339,24 @@ class SearchPanel(QWidget):
                              f"At most {MAX_RECORD_SECONDS:.0f} s.")
         self.talk.pressed.connect(self.press)
         self.talk.released.connect(self.release)
+        self.heard = QLabel("")
+        self.heard.setObjectName("Heard")
+        self.heard.setWordWrap(True)
+        self.heard.setMaximumWidth(320)
+        self.heard.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.heard.setToolTip("What the speech recogniser heard (offline Whisper tiny.en)")
+        self.text_query = QLineEdit()
+        self.text_query.setPlaceholderText("…or type what you are looking for and press Enter")
+        self.text_query.setClearButtonEnabled(True)
+        self.text_query.returnPressed.connect(self.search_typed)
+        self.mode_box = QComboBox()
+        for mode in QUERY_MODES:
+            self.mode_box.addItem(MODE_LABELS[mode], mode)
+        self.mode_box.setCurrentIndex(QUERY_MODES.index(self.settings.query_mode))
+        self.mode_box.setToolTip("How spoken queries rank: the audio branch alone, the words heard through the text "
+                                 "branch, or both. The audio ranking is always shown first.")
+        self.mode_box.currentIndexChanged.connect(self._mode_changed)
+        self.backend.query_mode = self.settings.query_mode
         self.meter = LevelMeter()
         self.message = QLabel("Hold the button or the Space key, say what you are looking for, release.")
         self.message.setWordWrap(True)
@@ -335,13 +377,22 @@ class SearchPanel(QWidget):
         meter_row.addWidget(self.meter, 1)
         side.addLayout(meter_row)
         side.addWidget(self.message)
+        typed = QHBoxLayout()
+        typed.addWidget(self.text_query, 1)
+        typed.addWidget(QLabel("Mode"))
+        typed.addWidget(self.mode_box)
+        side.addLayout(typed)
         buttons = QHBoxLayout()
         buttons.addWidget(self.open_button)
         buttons.addWidget(self.replay_button)
         buttons.addStretch(1)
         side.addLayout(buttons)
+        talk_column = QVBoxLayout()
+        talk_column.addWidget(self.talk)
+        talk_column.addWidget(self.heard)
+        talk_column.addStretch(1)
         top = QHBoxLayout()
-        top.addWidget(self.talk)
+        top.addLayout(talk_column)
         top.addLayout(side, 1)
 
         self.drop = DropArea(DropFilter(AUDIO_SUFFIXES))
@@ -510,6 +561,7 @@ class SearchPanel(QWidget):
             return False
         self.query = (np.asarray(samples, dtype=np.float32), int(rate))
         self.query_file = None
+        self._spoken = self.query
         self.replay_button.setEnabled(True)
         if not self._since_release.isValid():
             self._since_release.start()
@@ -521,9 +573,26 @@ class SearchPanel(QWidget):
         """Search with a spoken query in an audio file."""
         self.query_file = Path(path)
         self.query = None
+        self._spoken = self.query_file
         self.replay_button.setEnabled(True)
         self._since_release.start()
         self._run_search(self.backend.search_file, self.query_file, f"Searching with {self.query_file.name}…")
+
+    def search_typed(self) -> None:
+        """Search with the words in the search box (Enter)."""
+        text = " ".join(self.text_query.text().split())
+        if not text:
+            self.say("Type what you are looking for, e.g. “airplanes parked at a terminal”, then press Enter.",
+                     error=True)
+            return
+        self._spoken = None
+        self._since_release.start()
+        self._run_search(self.backend.search_text, text, f"Searching for “{text}”…")
+
+    def _mode_changed(self, index: int) -> None:
+        mode = str(self.mode_box.itemData(index))
+        self.settings.query_mode = mode
+        self.backend.query_mode = mode
 
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a spoken query", "", "Audio (*.wav *.flac *.ogg *.oga)")
@@ -537,6 +606,10 @@ class SearchPanel(QWidget):
         self.say(text)
         self.talk.setEnabled(False)
         generation = self._generation
+        self._serial += 1
+        self._since_query.start()
+        self.last_heard_ms = self.last_refined_ms = None
+        self.heard.setText("")
         worker = Worker(fn, *call_args, plain=True)
         worker.signals.finished.connect(lambda outcome: self._search_finished(outcome) if generation == self._generation
                                         else self._search_dropped())
@@ -567,6 +640,35 @@ class SearchPanel(QWidget):
         self.last_latency_ms = float(self._since_release.elapsed())
         self._since_release.invalidate()
         self.search_done.emit(self.last_latency_ms)
+        if self._spoken is not None:
+            self._start_listening_to_words(self._spoken)
+
+    # --- what was heard ------------------------------------------------------------------------
+    def _start_listening_to_words(self, spoken: tuple[np.ndarray, int] | Path) -> None:
+        """Transcribe the query just ranked (and refine the ranking in text/hybrid mode) on a worker."""
+        self.heard.setText("Hearing the words…")
+        self.heard.setStyleSheet("color: #9aa0a6; font-style: italic;")
+        source = self.outcome.source if self.outcome is not None else "microphone"
+        worker = Worker(_understand, self.backend, self._serial, spoken, source, plain=True)
+        worker.signals.finished.connect(self._heard)  # a bound slot: disconnected if the panel goes first
+        self.heard_worker = worker.start()
+
+    def _heard(self, result: tuple[int, Heard | BaseException]) -> None:
+        serial, heard = result
+        if serial != self._serial:  # a newer query was made meanwhile
+            return
+        if isinstance(heard, BaseException):
+            self.heard.setStyleSheet("color: #ff8a80;")
+            self.heard.setText(f"No transcript: {heard}" if isinstance(heard, DvanError)
+                               else f"No transcript: {type(heard).__name__}: {heard}")
+            return
+        self.last_heard_ms = float(self._since_query.elapsed())
+        self.heard.setStyleSheet("")
+        self.heard.setText(f"Heard: “{heard.text}”" if heard.text else "Heard: (no words recognised)")
+        self.heard.setToolTip(heard.note or "What the speech recogniser heard (offline Whisper tiny.en)")
+        if heard.refined is not None:
+            self.show_outcome(heard.refined)
+            self.last_refined_ms = float(self._since_query.elapsed())
 
     def _search_failed(self, error: BaseException) -> None:
         self.talk.setEnabled(True)
@@ -592,8 +694,10 @@ class SearchPanel(QWidget):
         self.model.set_hits(shown)
         top = outcome.hits[0] if outcome.hits else None
         extra = " (query longer than the model's 10 s: cut)" if outcome.truncated else ""
+        how = {"audio": "voice", "text": "words", "hybrid": "voice + words"}.get(outcome.mode, outcome.mode)
+        words = f" “{outcome.text}”" if outcome.text else ""
         self.summary.setText(f"{len(shown)} of {len(outcome.hits)} ranked tiles shown for "
-                             f"{outcome.source or 'the query'}{extra}; "
+                             f"{outcome.source or 'the query'}{extra} by {how}{words}; "
                              + (f"best p = {top.probability:.3f}" if top else "the library is empty"))
         verdict = no_strong_match_text(outcome.hits)
         self.verdict.setText(verdict or "")

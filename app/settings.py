@@ -20,6 +20,10 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
+#: Query modes of the search (dvan search --mode).
+QUERY_MODES = ("auto", "audio", "text", "hybrid")
+
+
 class AppSettings:
     """Typed access to a QSettings store.
 
@@ -112,6 +116,16 @@ class AppSettings:
     def previous_models(self, value: list[str]) -> None:
         self.store.setValue("model/previous", list(value))
         self.store.sync()
+
+    @property
+    def query_mode(self) -> str:
+        """How a query ranks: "auto" (the model's choice), "audio", "text" or "hybrid"."""
+        value = self._get("search/mode", "auto")
+        return value if value in QUERY_MODES else "auto"
+
+    @query_mode.setter
+    def query_mode(self, value: str) -> None:
+        self._set("search/mode", value)
 
     @property
     def collection(self) -> str:

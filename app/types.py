@@ -78,12 +78,33 @@ class SearchOutcome:
         seconds: time spent in the search call (features, audio branch, scoring).
         source: what was searched with ("microphone", a file name).
         truncated: the query was longer than the model's audio budget and was cut.
+        mode: "audio" (the audio branch), "text" (typed words or the transcript) or "hybrid".
+        text: the words the text branch read (typed, or the transcript), if any.
     """
 
     hits: list[Hit]
     seconds: float
     source: str = ""
     truncated: bool = False
+    mode: str = "audio"
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What the speech recogniser heard in a spoken query, and the ranking refined with it.
+
+    Attributes:
+        text: the transcript ("" when nothing was recognised).
+        seconds: time from the start of the job to the transcript.
+        refined: the text or hybrid ranking of the query, when the mode asks for one.
+        note: why there is no refined ranking (e.g. the model has no text branch), or "".
+    """
+
+    text: str
+    seconds: float
+    refined: SearchOutcome | None = None
+    note: str = ""
 
 
 @dataclass(frozen=True)

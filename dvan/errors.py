@@ -23,6 +23,10 @@ Every message names the file or setting at fault and says what to change.
     ├── ExportError                 search results cannot be written (unknown format, unwritable file)
     ├── TrainingError               training stopped (divergence, NaN, no data)
     ├── DiskFullError               a write (library, checkpoint, report) ran out of space; what was saved is intact
+    ├── EmptyQueryError             a typed query holds no words
+    ├── QueryModelError             a query-understanding model cannot be used
+    │   ├── ModelPackageMissingError its package (recogniser, sentence encoder, VAD) is not installed
+    │   └── TextBranchMissingError  a text or hybrid query on a checkpoint without a text branch
     └── Cancelled                   a long job was cancelled through its cancel token
 """
 
@@ -111,6 +115,22 @@ class TrainingError(DvanError):
 
 class DiskFullError(DvanError):
     """A write ran out of disk space; earlier saved files are untouched (every write is atomic)."""
+
+
+class EmptyQueryError(DvanError):
+    """A typed query (or a transcript searched as text) holds no words."""
+
+
+class QueryModelError(DvanError):
+    """A query-understanding model (speech recogniser, sentence encoder, voice activity detector) cannot be used."""
+
+
+class ModelPackageMissingError(QueryModelError):
+    """The Python package that ships a query model's code or weights is not installed; names it."""
+
+
+class TextBranchMissingError(QueryModelError):
+    """A text or hybrid query was asked of a checkpoint that holds no trained text branch."""
 
 
 class Cancelled(DvanError):

@@ -1,4 +1,4 @@
-"""``dvan info``: versions, device, backbone weights, default model, and what is missing."""
+"""``dvan info``: versions, device, backbone weights, query models, default model, and what is missing."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def collect_info(device: str = "auto") -> dict[str, Any]:
 
     from dvan.device import resolve_device
     from dvan.model.weights import locate_weights
+    from dvan.query.packages import QUERY_MODELS, package_version
     from dvan.resources import default_model_path
 
     problems: list[str] = []
@@ -61,13 +62,24 @@ def collect_info(device: str = "auto") -> dict[str, Any]:
         if location.path is None:
             kind = "default backbone" if name == "efficientnet-lite0" else "paper's backbone (optional)"
             problems.append(f"{kind} {name}: weights not found; fix: {location.fix}")
+    query_models = {}
+    for entry in QUERY_MODELS:
+        path = entry.weights_path()
+        missing = entry.missing()
+        query_models[entry.role] = {"name": entry.name, "found": path is not None and not missing,
+                                    "path": str(path) if path else None,
+                                    "packages": {m: package_version(m) for m in (entry.runtime, entry.weights_module)},
+                                    "fix": entry.fix}
+        if path is None or missing:
+            problems.append(f"{entry.role} {entry.name}: {', '.join(missing) or 'weights'} not installed; "
+                            f"fix: {entry.fix}")
     model_path = default_model_path()
     default_model = {"path": str(model_path), "found": model_path.is_file()}
     if not model_path.is_file():
         problems.append(f"default model not found at {model_path}; search needs a trained model "
                         "(train one with 'dvan train' or reinstall the project)")
     return {"versions": versions, "device": chosen, "cuda": cuda, "backbones": backbones,
-            "default_model": default_model, "problems": problems}
+            "query_models": query_models, "default_model": default_model, "problems": problems}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     for name, entry in info["backbones"].items():
         where = entry["path"] if entry["found"] else "not found (searched " + ", ".join(entry["searched"]) + ")"
         print(f"backbone {name}: {where}")
+    for role, entry in info["query_models"].items():
+        print(f"{role} {entry['name']}: {entry['path'] if entry['found'] else 'not installed (' + entry['fix'] + ')'}")
     model = info["default_model"]
     print(f"default model: {model['path'] if model['found'] else 'not found at ' + model['path']}")
     if info["problems"]:

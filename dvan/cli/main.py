@@ -16,7 +16,7 @@ from dvan import __version__
 from dvan.errors import Cancelled, DvanError
 
 #: Sub-command modules, in the order ``dvan --help`` lists them.
-COMMAND_MODULES = ("info", "speak", "train", "eval", "calibrate", "library", "search", "captions", "demo")
+COMMAND_MODULES = ("info", "speak", "train", "train-text", "eval", "calibrate", "library", "search", "captions", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dvan {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(f"dvan.cli.{name}").add_parser(subparsers)
+        importlib.import_module(f"dvan.cli.{name.replace('-', '_')}").add_parser(subparsers)
     return parser
 
 

@@ -1,4 +1,8 @@
-"""``dvan search``: rank a library's tiles for a spoken query (a WAV file or the microphone)."""
+"""``dvan search``: rank a library's tiles for a spoken query (a WAV file or the microphone) or typed words.
+
+A spoken query is also transcribed (``heard: "..."``): in audio mode after its ranking is printed,
+so recognition never delays the audio branch; in text and hybrid modes first, since they read it.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dvan.cli._library_common import StageBars, add_model_options, format_bounds
+from dvan.errors import ModelPackageMissingError
 
 if TYPE_CHECKING:  # the parser is built without torch; run() imports what a search needs
     import numpy as np
 
     from dvan.search import TileHit
+    from dvan.search.engine import SearchEngine
 
 
 def record_query(seconds: float) -> np.ndarray:
@@ -40,6 +46,23 @@ def print_tile_hits(hits: list[TileHit], header: str, out: Any = None) -> None:
               f"{window:<20}  {format_bounds(hit.tile.lonlat_bounds)}", file=out)
 
 
+def _transcribe(args: argparse.Namespace, device: str, recording: Any) -> Any:
+    """The transcript of the spoken query (a :class:`dvan.query.transcribe.Transcript`)."""
+    from dvan.query.transcribe import get_recogniser
+    from dvan.search.record import RECORD_RATE
+
+    recogniser = get_recogniser(device)
+    if recording is not None:
+        return recogniser.transcribe(recording, RECORD_RATE)
+    return recogniser.transcribe_file(args.wav)
+
+
+def _mode(args: argparse.Namespace, engine: SearchEngine) -> str:
+    if args.text is not None:
+        return "text"
+    return engine.default_mode if args.mode == "auto" else args.mode
+
+
 def run(args: argparse.Namespace) -> int:
     """Encode the query, prepare projections if needed, print the ranked tiles (and export them with ``--out``)."""
     from dvan.library.store import Library
@@ -53,7 +76,13 @@ def run(args: argparse.Namespace) -> int:
         check_bbox(args.bbox)
     if args.out is not None:
         check_export_target(args.out)  # an unknown file type or a missing folder is refused before the search
+    if args.text is not None and args.mode not in ("auto", "text"):
+        print(f"dvan: error: --mode {args.mode} needs a spoken query (--wav or --record); typed words search in "
+              "text mode: drop --mode or pass --mode text", file=sys.stderr)
+        return 2
     bundle = load_search_model(args.model, args.device, args.allow_untrained)
+    heard: Any = None
+    heard_error: str | None = None
     with Library.open(args.library) as library:
         engine = SearchEngine(library, bundle, backend=args.backend)
         if engine.needs_projection:
@@ -63,39 +92,71 @@ def run(args: argparse.Namespace) -> int:
                 engine.prepare(bars, CancelToken())
             finally:
                 bars.close()
-        if args.record is not None:
+        mode = _mode(args, engine)
+        recording = None
+        if args.text is not None:
+            query = engine.encode_text(args.text)
+        elif args.record is not None:
             print(f"recording {args.record:g} s from the default microphone: speak now", file=sys.stderr)
-            query = engine.encode_recording(record_query(args.record), RECORD_RATE)
+            recording = record_query(args.record)
+            query = engine.encode_recording(recording, RECORD_RATE)
         else:
             query = engine.encode_file(args.wav)
+        spoken = args.text is None
+        if spoken and mode != "audio":
+            # text and hybrid modes read the transcript, so it comes first; a missing recogniser is an error here
+            heard = _transcribe(args, str(bundle.device), recording)
+            query = engine.for_mode(mode, query, heard.text)
         started = time.perf_counter()
         hits = engine.search(query, top_k=args.top, bbox=tuple(args.bbox) if args.bbox else None,
                              sources=args.source)
         seconds = time.perf_counter() - started
         searched = int(engine.candidates(tuple(args.bbox) if args.bbox else None, args.source).size)
     model = str(bundle.checkpoint) if bundle.checkpoint else "unsaved"
+    note = "" if engine.trained else "  [UNTRAINED MODEL: rankings are meaningless]"
+    what = (f"query {query.source}" if not spoken else
+            f"query {query.source}: {query.seconds:.1f} s of speech{' (truncated)' if query.truncated else ''}")
+    header = (f"{what}; mode {mode}; model {Path(model).name}; {searched} tiles scored in {seconds * 1000:.0f} ms{note}")
+    if not args.json:
+        print_tile_hits(hits, header)
+        sys.stdout.flush()
+    if spoken and heard is None and not args.no_transcript:
+        # audio mode: the ranking above never waits for the recogniser; a missing one is a note, not a failure
+        try:
+            heard = _transcribe(args, str(bundle.device), recording)
+        except ModelPackageMissingError as exc:
+            heard_error = str(exc)
+            print(f"dvan: no transcript: {exc}", file=sys.stderr)
     if args.out is not None:
-        written = export_results(records_from_hits(hits), args.out, query=query.source)
+        written = export_results(records_from_hits(hits), args.out, query=query.source,
+                                 transcript=heard.text if heard is not None else None)
         print(f"wrote {len(hits)} ranked tiles to {written} ({export_format(written)})", file=sys.stderr)
     if args.json:
-        print(json.dumps({"query": {"source": query.source, "seconds": query.seconds, "truncated": query.truncated},
+        print(json.dumps({"query": {"source": query.source, "seconds": query.seconds, "truncated": query.truncated,
+                                    "mode": mode, "text": args.text},
+                          "heard": heard.to_dict() if heard is not None else None,
+                          "heard_error": heard_error,
                           "model": model, "trained": engine.trained, "searched": searched,
                           "search_ms": seconds * 1000, "hits": [h.to_dict() for h in hits]}, indent=2))
-        return 0
-    note = "" if engine.trained else "  [UNTRAINED MODEL: rankings are meaningless]"
-    header = (f"query {query.source}: {query.seconds:.1f} s of speech{' (truncated)' if query.truncated else ''}; "
-              f"model {Path(model).name}; {searched} tiles scored in {seconds * 1000:.0f} ms{note}")
-    print_tile_hits(hits, header)
+    elif heard is not None:
+        print(f'heard: "{heard.text}"')
     return 0
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``dvan search``."""
-    parser = subparsers.add_parser("search", help="rank a library's tiles for a spoken query")
+    parser = subparsers.add_parser("search", help="rank a library's tiles for a spoken or typed query")
     parser.add_argument("library", type=Path)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--wav", type=Path, help="the spoken query (WAV, FLAC, OGG)")
     source.add_argument("--record", type=float, metavar="SECONDS", help="record the query from the microphone")
+    source.add_argument("--text", metavar="WORDS", help="a typed query, e.g. \"airplanes parked at a terminal\"")
+    parser.add_argument("--mode", default="auto", choices=["auto", "audio", "text", "hybrid"],
+                        help="audio: the audio branch (the paper's path); text: the words through the text branch "
+                             "(typed, or the transcript); hybrid: both; auto (default): the model's own choice, "
+                             "made on validation (audio for a model without a text branch)")
+    parser.add_argument("--no-transcript", action="store_true",
+                        help="audio mode: do not run the speech recogniser after the ranking")
     parser.add_argument("--top", type=int, default=10, help="how many tiles to show (default 10)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--out", type=Path, metavar="FILE",

@@ -20,6 +20,7 @@ import torch
 
 from dvan.config import AudioConfig
 from dvan.data.collections import LabelPolicy, manifest_record, read_collections
+from dvan.errors import ManifestError
 from dvan.eval.calibration import class_matches, reliability, sigmoid
 from dvan.eval.metrics import DEFAULT_KS, DEFAULT_MAP_AT, cross_modal_report, matching_accuracy
 from dvan.model.dvan import DVAN
@@ -97,10 +98,50 @@ def summary(report: dict[str, Any]) -> dict[str, float | None]:
             "matching_accuracy": report["matching_accuracy"]}
 
 
+def _mode_logits(bundle: Any, data: Any, mode: str, words: str, cache_root: Path, progress: ProgressCallback,
+                 cancel: CancelToken | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Logits (A, I) of a text or hybrid mode, and what the report says about the words read."""
+    from dvan.eval.wer import word_error_rate
+    from dvan.query.text import combine, require_text_branch
+    from dvan.query.train_text import embed_texts
+
+    branch = require_text_branch(bundle.text_branch, bundle.checkpoint, mode)
+    references = [e.text for e in data.captions]
+    extra: dict[str, Any] = {"mode": mode, "words": words, "hybrid_weight": branch.config.hybrid_weight}
+    if words == "manifest":
+        missing = [e.line for e in data.captions if not (e.text and e.text.strip())]
+        if missing:
+            raise ManifestError(f"--words manifest: {len(missing)} captions have no \"text\" field (first: line "
+                                f"{missing[0]}); use --words transcript")
+        texts = [str(t) for t in references]
+    else:
+        from dvan.query.transcribe import get_recogniser, transcribe_files
+
+        texts = transcribe_files([e.audio for e in data.captions], get_recogniser(str(bundle.device)), cache_root,
+                                 progress, cancel, stage=f"transcripts ({data.name})")
+        if all(r for r in references):
+            extra["wer"] = word_error_rate([str(r) for r in references], texts)
+        extra["transcripts"] = [{"audio": str(e.audio), "heard": t} for e, t in zip(data.captions, texts, strict=True)]
+    text_q = branch.project(embed_texts([t if t.strip() else "." for t in texts], str(bundle.device), cache_root,
+                                        progress, f"sentence embeddings ({data.name})"))
+    audio_q: np.ndarray | None = None
+    if mode == "hybrid":
+        audio_q = encode_queries(bundle.model, data.audio, bundle.config.audio, bundle.device,
+                                 cancel=cancel).float().cpu().numpy()
+    queries = torch.as_tensor(combine(mode, audio_q, text_q, branch.config.hybrid_weight), device=bundle.device)
+    with torch.no_grad():
+        gallery = bundle.model.gallery_projection(torch.as_tensor(data.image_features, dtype=torch.float32,
+                                                                  device=bundle.device))
+        logits = torch.cat([bundle.model.fusion.cross_logits(gallery, queries[i:i + 64]).float().cpu()
+                            for i in range(0, queries.shape[0], 64)]).numpy()
+    return logits, extra
+
+
 def evaluate(checkpoint: str | Path, manifest: str | Path | Sequence[str | Path], split: str = "test",
              device: str | torch.device = "auto", cache_dir: str | Path | None = None,
              progress: ProgressCallback = no_progress, cancel: CancelToken | None = None,
-             backbone_weights: str | Path | None = None, labels: LabelPolicy | None = None) -> dict[str, Any]:
+             backbone_weights: str | Path | None = None, labels: LabelPolicy | None = None,
+             mode: str = "audio", words: str = "transcript") -> dict[str, Any]:
     """Evaluate a checkpoint on one split of a manifest (or of several, as one gallery).
 
     Args:
@@ -114,6 +155,10 @@ def evaluate(checkpoint: str | Path, manifest: str | Path | Sequence[str | Path]
         cancel: cancellation token.
         backbone_weights: explicit backbone weights (the paper's VGG16).
         labels: how the classes of several manifests are joined (default: same name = same class).
+        mode: "audio" (the audio branch), "text" or "hybrid" (need a checkpoint with a text branch).
+        words: what the text branch reads in text and hybrid modes: "transcript" (the speech
+            recogniser's, cached; the report then holds the word error rate) or "manifest"
+            (the captions' "text" fields: a perfect transcript).
 
     Returns:
         A JSON-ready report: ``checkpoint``, ``manifest``, ``split``, ``created``, ``seconds``,
@@ -134,7 +179,12 @@ def evaluate(checkpoint: str | Path, manifest: str | Path | Sequence[str | Path]
     data = load_split(entries, split, bundle.config, FeatureCache(cache_dir), lambda: bundle.backbone,
                       progress=progress, cancel=cancel)
     progress(Progress("evaluate", 0, 1, f"scoring {len(data.captions)} captions x {len(data.image_paths)} images"))
-    logits = score_split(bundle.model, data.image_features, data.audio, bundle.device, cancel)
+    extra: dict[str, Any] = {"mode": "audio"}
+    if mode == "audio":
+        logits = score_split(bundle.model, data.image_features, data.audio, bundle.device, cancel)
+    else:
+        cache_root = FeatureCache(cache_dir).root
+        logits, extra = _mode_logits(bundle, data, mode, words, cache_root, progress, cancel)
     report = split_metrics(logits, data.caption_labels, data.image_labels, data.caption_image)
     report["calibration"] = reliability(sigmoid(logits), class_matches(data.caption_labels, data.image_labels)).to_dict()
     progress(Progress("evaluate", 1, 1, "done"))
@@ -153,5 +203,6 @@ def evaluate(checkpoint: str | Path, manifest: str | Path | Sequence[str | Path]
                    "speakers": len({e.speaker for e in data.captions if e.speaker})},
         "units": "fraction",
         "skipped": data.skipped,
+        **extra,
         **report,
     }

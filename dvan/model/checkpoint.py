@@ -1,8 +1,9 @@
 """Checkpoints: one safetensors file whose metadata carries the config that rebuilds the model.
 
 Metadata keys: ``dvan_format`` (checkpoint format version), ``dvan_config`` (ModelConfig JSON),
-``dvan_info`` (free JSON: training preset, metrics, ...). Files are written to a temporary
-name and renamed, so a kill never leaves a half-written checkpoint under the real name.
+``dvan_info`` (free JSON: training preset, metrics, ...), and optionally ``dvan_text`` with the
+``text_head.*`` tensors of a text branch (:mod:`dvan.query.text`; the audio model ignores them).
+Files are written to a temporary name and renamed, so a kill never leaves a half-written checkpoint under the real name.
 Nothing here unpickles anything.
 
 Reading validates before allocating: every config field's type and range, then the name and
@@ -28,6 +29,8 @@ from dvan.model.dvan import DVAN
 from dvan.model.metadata import CHECKPOINT_FORMAT
 
 __all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "read_checkpoint_metadata", "save_checkpoint"]
+#: Tensors of the optional text branch (dvan.query.text), not part of the DVAN module.
+TEXT_BRANCH_PREFIX = "text_head."
 
 
 def save_checkpoint(model: DVAN, path: str | Path, info: dict[str, Any] | None = None,
@@ -149,7 +152,7 @@ def read_checkpoint_metadata(path: str | Path) -> tuple[ModelConfig, dict[str, A
         raise CheckpointMismatchError(f"{path}: invalid model config: {exc}; retrain it or restore the file") from exc
     expected = _expected_shapes(config)
     missing = sorted(set(expected) - set(shapes))
-    unexpected = sorted(set(shapes) - set(expected))
+    unexpected = sorted(k for k in set(shapes) - set(expected) if not k.startswith(TEXT_BRANCH_PREFIX))
     wrong = sorted(k for k in set(expected) & set(shapes) if expected[k] != shapes[k])
     if missing or unexpected or wrong:
         shown = "; ".join(f"{k}: file {shapes[k]}, config {expected[k]}" for k in wrong[:2])
@@ -183,6 +186,7 @@ def load_checkpoint(path: str | Path, expect: ModelConfig | None = None,
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: weights unreadable ({exc}); the file is damaged: restore or retrain it") from exc
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(TEXT_BRANCH_PREFIX)}
     broken = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
     if broken:
         raise CheckpointError(f"{path}: {len(broken)} weight tensor(s) hold NaN or Inf (first: {broken[0]}); "

@@ -30,6 +30,8 @@ class ModelBundle:
     info: dict[str, Any] = field(default_factory=dict)
     checkpoint: Path | None = None
     backbone_weights: Path | None = None
+    #: the checkpoint's text branch (dvan.query.text.TextBranch), None for an audio-only model
+    text_branch: Any = None
     _backbone: Backbone | None = None
 
     @property
@@ -56,11 +58,16 @@ def create_model(config: ModelConfig | None = None, *, checkpoint: str | Path | 
         backbone_weights: explicit weights file for the backbone (the paper's VGG16).
     """
     resolved = device if isinstance(device, torch.device) else resolve_device(device)
+    text_branch = None
     if checkpoint is not None:
+        from dvan.query.text import read_text_branch
+
         model, info = load_checkpoint(checkpoint, device=resolved)
         path: Path | None = Path(checkpoint)
+        text_branch = read_text_branch(checkpoint)
     else:
         model = DVAN(config or ModelConfig()).to(resolved)
         info, path = {}, None
     return ModelBundle(model=model, audio_frontend=AudioFrontEnd(model.config.audio), device=resolved, info=info,
-                       checkpoint=path, backbone_weights=Path(backbone_weights) if backbone_weights else None)
+                       checkpoint=path, backbone_weights=Path(backbone_weights) if backbone_weights else None,
+                       text_branch=text_branch)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,14 @@ import numpy as np
 import torch
 
 from dvan.audio.features import AudioFeatures, FeatureBackend, file_features, recording_features
-from dvan.errors import CheckpointError, InvalidValueError, LibraryDamagedError, LibraryError, UntrainedModelError
+from dvan.errors import (
+    CheckpointError,
+    EmptyQueryError,
+    InvalidValueError,
+    LibraryDamagedError,
+    LibraryError,
+    UntrainedModelError,
+)
 from dvan.library.captions import ensure_captions
 from dvan.library.projection import (
     captions_key,
@@ -86,6 +93,8 @@ class Query:
         source: file name or "recording".
         seconds: seconds of speech analysed (after trimming, up to the model's limit).
         truncated: whether longer speech was cut at the model's limit.
+        mode: "audio" (q = W_S V_S), "text" (q = W_T E(text) + b_T) or "hybrid" (both mixed).
+        text: the typed words or the transcript the text branch read, if any.
     """
 
     audio_feature: torch.Tensor
@@ -93,6 +102,8 @@ class Query:
     source: str
     seconds: float
     truncated: bool
+    mode: str = "audio"
+    text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +213,61 @@ class SearchEngine:
         return self.encode(recording_features(samples, sample_rate, self.bundle.config.audio, QUERY_FEATURES),
                            "recording")
 
+    @property
+    def has_text_branch(self) -> bool:
+        """Whether the model can search by text (typed, or a transcript) and in hybrid mode."""
+        return self.bundle.text_branch is not None
+
+    @property
+    def default_mode(self) -> str:
+        """The mode that won on validation for this model ("audio" for a model without a text branch)."""
+        branch = self.bundle.text_branch
+        return branch.config.default_mode if branch is not None else "audio"
+
+    def _text_projection(self, text: str, mode: str) -> tuple[str, np.ndarray]:
+        from dvan.query.text import get_sentence_encoder, require_text_branch
+
+        branch = require_text_branch(self.bundle.text_branch, self.bundle.checkpoint, mode)
+        words = " ".join(text.split())
+        if not words:
+            raise EmptyQueryError("the text query is empty: type what you are looking for "
+                                  "(e.g. \"airplanes parked at a terminal\")")
+        embedding = get_sentence_encoder(str(self.bundle.device)).encode([words])
+        return words, branch.project(embedding)[0]
+
+    def encode_text(self, text: str) -> Query:
+        """Encode a typed query (or a transcript) through the text branch.
+
+        Raises:
+            TextBranchMissingError: the model has no text branch.
+            EmptyQueryError: ``text`` holds no words.
+            ModelPackageMissingError: the sentence encoder is not installed.
+        """
+        words, projection = self._text_projection(text, "text")
+        return Query(audio_feature=torch.zeros(0), projection=projection, source=f'text "{words}"', seconds=0.0,
+                     truncated=False, mode="text", text=words)
+
+    def for_mode(self, mode: str, spoken: Query | None, text: str | None) -> Query:
+        """The query of ``mode`` from a spoken query and/or its words (typed, or its transcript).
+
+        Raises:
+            ValueError: the mode needs what was not given.
+            TextBranchMissingError: a text or hybrid mode on a model without a text branch.
+        """
+        from dvan.query.text import combine
+
+        if mode == "audio":
+            if spoken is None:
+                raise ValueError("audio mode needs a spoken query")
+            return spoken
+        if mode == "text" or spoken is None:
+            query = self.encode_text(text or "")
+            return replace(query, source=spoken.source, seconds=spoken.seconds) if spoken is not None else query
+        words, text_projection = self._text_projection(text or "", mode)
+        weight = self.bundle.text_branch.config.hybrid_weight
+        return replace(spoken, projection=combine("hybrid", spoken.projection, text_projection, weight),
+                       mode="hybrid", text=words)
+
     # -- tiles -------------------------------------------------------------------------------------
 
     def candidates(self, bbox: BBox | None = None, sources: Sequence[str | Path] | None = None) -> np.ndarray:
@@ -257,6 +323,8 @@ class SearchEngine:
         check_top(top_k)
         if not isinstance(query, Query):
             query = self.encode_file(query)
+        if query.mode != "audio":
+            raise ValueError("the naive reference path scores audio queries only")
         features = self.library.backbone_features()
         candidates = self.candidates(bbox, sources)
         audio = query.audio_feature.to(self.bundle.device)
