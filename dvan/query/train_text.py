@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dvan.data.manifest import ManifestEntry, read_manifest
+from dvan.data.collections import LabelPolicy, read_collections
+from dvan.data.manifest import ManifestEntry
 from dvan.errors import ManifestError
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
 from dvan.query.text import ENCODER_DIM, ENCODER_NAME, TextBranch, TextBranchConfig, get_sentence_encoder
@@ -147,7 +148,10 @@ def train_text_branch(checkpoint: str | Path, manifests: Sequence[str | Path], o
     model = bundle.model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    entries = [e for m in manifests for e in read_manifest(m, check_files=False)]
+    # classes of several collections are joined as the audio model's own training joined them
+    recorded = bundle.info.get("labels")
+    policy = LabelPolicy(recorded["mode"], recorded.get("aliases", {})) if isinstance(recorded, dict) else LabelPolicy()
+    entries = read_collections(list(manifests), policy, check_files=False)
     train, val = _split(entries, "train"), _split(entries, "val")
     if train is None or val is None:
         which = "train" if train is None else "val"
