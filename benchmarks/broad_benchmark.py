@@ -174,18 +174,26 @@ def portable(value: Any) -> Any:
 
 
 def evaluate_run(name: str, device: str) -> None:
-    """Evaluate one run on every test condition into results/broad_<run>_<condition>.json."""
+    """Evaluate one run on every test condition into results/broad_<run>_<condition>.json.
+
+    The design-choice runs are also scored on each collection's val split alone (``ucm-val``,
+    ``rsicd-val``): their own val MAP over both collections counts relevance under their own label
+    policy, so it cannot compare a run that keeps classes apart with one that merges them.
+    """
     from dvan.eval.evaluate import evaluate
 
     checkpoint = checkpoint_of(name)
     if not checkpoint.is_file():
         print(f"[{name}] not trained yet; skipped", flush=True)
         return
-    for condition, manifests in conditions(name).items():
+    todo = {condition: (manifests, "test") for condition, manifests in conditions(name).items()}
+    if name.startswith("both-short"):
+        todo.update({"ucm-val": ([UCM], "val"), "rsicd-val": ([RSICD], "val")})
+    for condition, (manifests, split) in todo.items():
         path = RESULTS / f"broad_{name}_{condition}.json"
         if path.is_file() and path.stat().st_mtime > checkpoint.stat().st_mtime:
             continue
-        report = evaluate(checkpoint, manifests, "test", device=device, cache_dir=CACHE, labels=merged())
+        report = evaluate(checkpoint, manifests, split, device=device, cache_dir=CACHE, labels=merged())
         for direction in ("audio_to_image", "image_to_audio"):
             report[direction].pop("pr_curve", None)  # thousands of points per run; the PNGs hold them
         report["checkpoint"] = str(checkpoint.relative_to(ROOT)) if checkpoint.is_relative_to(ROOT) else checkpoint.name
