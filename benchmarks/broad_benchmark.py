@@ -224,7 +224,8 @@ def calibrate(name: str, device: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run the stages named on the command line."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("stage", choices=["prepare", "train", "evaluate", "calibrate", "report", "export", "all"])
+    parser.add_argument("stage", choices=["prepare", "train", "evaluate", "calibrate", "report", "export", "text",
+                                          "all"])
     parser.add_argument("runs", nargs="*", help="run names for train/evaluate (default: all)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
@@ -259,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {write_report()}")
         elif stage == "export":
             export()
+        elif stage == "text":
+            add_text_branch(args.device)
     print(f"done in {(time.monotonic() - started) / 60:.1f} min", flush=True)
     return 0
 
@@ -296,6 +299,33 @@ def export() -> None:
                          "python benchmarks/broad_benchmark.py export"]}
     _write_json(MODELS / "default.json", card)
     print(f"exported {target} ({target.stat().st_size / 1e6:.1f} MB) and {MODELS / 'default.json'}", flush=True)
+
+
+def add_text_branch(device: str) -> None:
+    """Give the exported default model a text branch (typed queries), trained on both corpora's words.
+
+    ``dvan train-text`` picks the default mode on validation with the manifests' words, i.e. a
+    perfect transcript; the recogniser's transcripts of unseen voices are far from that
+    (``benchmarks/results/query.md``), so the shipped default mode stays ``audio`` and the choice
+    made on words is kept in the branch's info.
+    """
+    from dataclasses import replace as replace_config
+
+    from dvan.cli.main import main as dvan
+    from dvan.query.text import read_text_branch, write_with_text_branch
+
+    trained = WORK / "text" / "default_text.safetensors"
+    if not trained.is_file():
+        code = dvan(["train-text", str(MODELS / "default.safetensors"), str(UCM), str(RSICD), str(trained),
+                     "--epochs", "8", "--cache-dir", str(CACHE), "--device", device, "--quiet"])
+        if code:
+            raise SystemExit(code)
+    branch = read_text_branch(trained)
+    assert branch is not None
+    info = {**portable(branch.config.info), "mode_chosen_on_manifest_words": branch.config.default_mode}
+    shipped = replace(branch, config=replace_config(branch.config, default_mode="audio", info=info))
+    write_with_text_branch(MODELS / "default.safetensors", shipped, MODELS / "default.safetensors")
+    print(f"text branch added to {MODELS / 'default.safetensors'}: validation {info.get('val_map')}", flush=True)
 
 
 if __name__ == "__main__":

@@ -469,8 +469,9 @@ def build_cases(work: Path) -> tuple[list[Case], Callable[[], None]]:
             handle.write(b"\xff" * 64)
 
     lib = library("corrupt-backbone")
-    cases.append(Case("backbone.f16 bytes corrupted: library check", "library", "exit 2 naming the file",
-                      ["library", "check", str(lib)], said=("backbone.f16",), protect=(lib,),
+    cases.append(Case("backbone.f16 bytes corrupted: library check", "library",
+                      "exit 1 (damage found, like fsck) naming the file and the repair command",
+                      ["library", "check", str(lib)], rc=(1,), said=("backbone.f16",), protect=(lib,),
                       prepare=lambda lib=lib: flip_bytes(lib)))
 
     net = work / "vrt-network"
@@ -503,8 +504,9 @@ def build_cases(work: Path) -> tuple[list[Case], Callable[[], None]]:
                      '<VRTRasterBand dataType="Byte" band="1"/></VRTDataset>')
     lib = library("giant")
     cases.append(Case("1 KB VRT declaring 2e9 x 2e9 pixels", "library",
-                      "exit 2 refusing the size, bounded memory (4 GB limit), within 2 minutes",
-                      ["library", "add", str(lib), str(giant), "--quiet"], said=("giant.vrt",), timeout=120,
+                      "the file refused by name (exit 1: a file of the import failed, the rest is kept), bounded "
+                      "memory (4 GB limit), within 2 minutes",
+                      ["library", "add", str(lib), str(giant), "--quiet"], rc=(1,), said=("giant.vrt",), timeout=120,
                       memory_limit_gb=4, protect=(lib,)))
     loop = work / "symlink-loop"
     loop.mkdir()
