@@ -22,11 +22,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from dvan.config import FORMAT_VERSION, ModelConfig
+from dvan.config import ModelConfig
 from dvan.errors import CheckpointError, CheckpointMismatchError, DiskFullError
 from dvan.fsutil import is_disk_full
 from dvan.model.dvan import DVAN
-from dvan.model.metadata import CHECKPOINT_FORMAT
+from dvan.model.metadata import CHECKPOINT_FORMAT, parse_metadata
 
 __all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "read_checkpoint_metadata", "save_checkpoint"]
 #: Tensors of the optional text branch (dvan.query.text), not part of the DVAN module.
@@ -130,26 +130,7 @@ def read_checkpoint_metadata(path: str | Path) -> tuple[ModelConfig, dict[str, A
     """
     path = Path(path)
     metadata, shapes = _header(path)
-    if metadata.get("dvan_format") != CHECKPOINT_FORMAT:
-        raise CheckpointMismatchError(
-            f"{path}: checkpoint format {metadata.get('dvan_format')!r}, this dvan reads {CHECKPOINT_FORMAT!r}; "
-            "it was not written by this dvan version: retrain or convert it"
-        )
-    try:
-        raw = json.loads(metadata["dvan_config"])
-        if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
-            version = raw.get("format_version") if isinstance(raw, dict) else None
-            raise CheckpointMismatchError(
-                f"{path}: config format_version {version}, this dvan expects {FORMAT_VERSION}; retrain it"
-            )
-        config = ModelConfig.from_dict(raw)
-        info = json.loads(metadata.get("dvan_info", "{}"))
-        if not isinstance(info, dict):
-            raise ValueError("its info is not a JSON object")
-    except (KeyError, ValueError, TypeError) as exc:
-        if isinstance(exc, CheckpointMismatchError):
-            raise
-        raise CheckpointMismatchError(f"{path}: invalid model config: {exc}; retrain it or restore the file") from exc
+    config, info = parse_metadata(path, metadata)
     expected = _expected_shapes(config)
     missing = sorted(set(expected) - set(shapes))
     unexpected = sorted(k for k in set(shapes) - set(expected) if not k.startswith(TEXT_BRANCH_PREFIX))
