@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -462,8 +463,31 @@ def bundle_env(info: dict[str, object]) -> str:
     return "".join(lines)
 
 
-def build(args: argparse.Namespace) -> BuildReport:
-    """Build the bundle described by the parsed arguments."""
+def min_nvidia_driver() -> str:
+    """The minimum NVIDIA driver of the CUDA build, as selfcheck.py (shipped in the bundle) checks it on the target."""
+    spec = importlib.util.spec_from_file_location("dvan_bundle_selfcheck", HERE / "selfcheck.py")
+    assert spec is not None and spec.loader is not None
+    selfcheck = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(selfcheck)
+    major, minor, patch = selfcheck.MIN_DRIVER
+    return f"{major}.{minor}.{patch:02d}"
+
+
+@dataclass
+class _Plan:
+    """What one build makes and where: the inputs checked, the names derived from them."""
+
+    python: str
+    project: Path
+    version: str
+    find_links: Path | None
+    cache: Path
+    staging: Path
+    archive: Path
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    """Check the build machine, the interpreter and the project's pins; name the staging folder and archive."""
     if platform.system() != "Linux" or platform.machine() != "x86_64":
         raise BundleError(f"bundles are built for Linux x86_64 on Linux x86_64 (this is {platform.system()} "
                           f"{platform.machine()})")
@@ -479,107 +503,125 @@ def build(args: argparse.Namespace) -> BuildReport:
     find_links = None
     if args.torch == "cpu":
         find_links = check_cpu_wheels(Path(args.torch_wheels).resolve() if args.torch_wheels else None)
-
     out = Path(args.out).resolve()
-    cache = Path(args.cache).resolve() if args.cache else out / "cache"
     name = f"dvan-{version}-{args.torch}-linux-x86_64-py311"
-    staging = out / name
-    archive = out / (name + {"none": ".tar", "gz": ".tar.gz", "zst": ".tar.zst"}[args.compress])
-    if staging.exists():
-        shutil.rmtree(staging)
-    (staging / "wheels").mkdir(parents=True)
-    report = BuildReport(archive=archive, staging=staging, variant=args.torch)
-    known_hashes: dict[str, str] = {}
+    return _Plan(python=python, project=project, version=version, find_links=find_links,
+                 cache=Path(args.cache).resolve() if args.cache else out / "cache", staging=out / name,
+                 archive=out / (name + {"none": ".tar", "gz": ".tar.gz", "zst": ".tar.zst"}[args.compress]))
 
-    with tempfile.TemporaryDirectory(prefix="dvan-bundle-") as tmp:
-        work = Path(tmp)
-        log(f"building the dvan {version} wheel from {project}")
-        project_wheel = build_project_wheel(python, project, work / "project")
-        constraints = None
-        if args.torch == "cpu":
-            constraints = work / "cpu-constraints.txt"
-            constraints.write_text("".join(f"{n}=={v}+cpu\n" for n, v in TORCH_PINS.items()))
-        log("resolving the pinned dependencies")
-        locked = resolve(python, project_wheel, constraints, find_links, work)
-        if args.torch == "cpu":
-            gpu = [w.name for w in locked if w.name.startswith(("nvidia-", "cuda-", "triton"))]
-            if gpu:
-                raise BundleError(f"the CPU variant still resolved GPU packages: {', '.join(gpu)}")
-        wheel_cache = cache / "wheels"
-        wheel_cache.mkdir(parents=True, exist_ok=True)
-        download_wheels(python, locked, wheel_cache, find_links, work)
-        for item in locked:
-            link_or_copy(wheel_cache / item.filename, staging / "wheels" / item.filename)
-            known_hashes[f"wheels/{item.filename}"] = item.sha256
-        shutil.copy2(project_wheel, staging / "wheels" / project_wheel.name)
-        project_hash = sha256_file(project_wheel)
-        known_hashes[f"wheels/{project_wheel.name}"] = project_hash
-        lock_lines = [f"dvan=={version} --hash=sha256:{project_hash}\n"]
-        lock_lines += [f"{w.name}=={w.version} --hash=sha256:{w.sha256}\n" for w in locked]
-        (staging / "wheels" / "requirements.lock").write_text("".join(lock_lines))
-        report.wheels = locked
 
-        debs: list[Path] = []
-        if not args.no_debs:
-            deb_cache = cache / "debs"
-            deb_cache.mkdir(parents=True, exist_ok=True)
-            packages = list(dict.fromkeys(setup_sh_debs(project) + list(EXTRA_DEBS)))
-            needed, upgrades = download_debs(packages, deb_cache, work, args.deb_base)
-            debs = needed + upgrades
-            (staging / "debs").mkdir()
-            for deb in debs:
-                link_or_copy(deb, staging / "debs" / deb.name)
-            write_apt_repository(staging / "debs", [staging / "debs" / d.name for d in debs])
-            (staging / "debs" / "TOP_LEVEL").write_text("".join(p + "\n" for p in packages))
-            (staging / "debs" / "packages.txt").write_text(
-                "# asked for (setup.sh and the installer's " + " ".join(EXTRA_DEBS) + "):\n# " + " ".join(packages) + "\n"
-                + "# beyond a base Debian 12 system:\n" + "".join(d.name + "\n" for d in needed)
-                + "# base packages needed at a minimum version (apt upgrades them only where older):\n"
-                + "".join(d.name + "\n" for d in upgrades))
-            report.debs = [d.name for d in debs]
-        else:
-            report.warnings.append("--no-debs: no Debian packages in the bundle; targets need them installed already")
+def _stage_wheels(plan: _Plan, variant: str, work: Path, known_hashes: dict[str, str]) -> list[Locked]:
+    """Build the project wheel, resolve and download the pinned wheels into the staging folder, write the lock."""
+    log(f"building the dvan {plan.version} wheel from {plan.project}")
+    project_wheel = build_project_wheel(plan.python, plan.project, work / "project")
+    constraints = None
+    if variant == "cpu":
+        constraints = work / "cpu-constraints.txt"
+        constraints.write_text("".join(f"{n}=={v}+cpu\n" for n, v in TORCH_PINS.items()))
+    log("resolving the pinned dependencies")
+    locked = resolve(plan.python, project_wheel, constraints, plan.find_links, work)
+    if variant == "cpu":
+        gpu = [w.name for w in locked if w.name.startswith(("nvidia-", "cuda-", "triton"))]
+        if gpu:
+            raise BundleError(f"the CPU variant still resolved GPU packages: {', '.join(gpu)}")
+    wheel_cache = plan.cache / "wheels"
+    wheel_cache.mkdir(parents=True, exist_ok=True)
+    download_wheels(plan.python, locked, wheel_cache, plan.find_links, work)
+    for item in locked:
+        link_or_copy(wheel_cache / item.filename, plan.staging / "wheels" / item.filename)
+        known_hashes[f"wheels/{item.filename}"] = item.sha256
+    shutil.copy2(project_wheel, plan.staging / "wheels" / project_wheel.name)
+    project_hash = sha256_file(project_wheel)
+    known_hashes[f"wheels/{project_wheel.name}"] = project_hash
+    lock_lines = [f"dvan=={plan.version} --hash=sha256:{project_hash}\n"]
+    lock_lines += [f"{w.name}=={w.version} --hash=sha256:{w.sha256}\n" for w in locked]
+    (plan.staging / "wheels" / "requirements.lock").write_text("".join(lock_lines))
+    return locked
 
-    resources = project / "resources"
+
+def _stage_debs(plan: _Plan, deb_base: str, work: Path) -> list[Path]:
+    """Download the Debian packages a base system lacks into a local apt repository in the staging folder."""
+    deb_cache = plan.cache / "debs"
+    deb_cache.mkdir(parents=True, exist_ok=True)
+    packages = list(dict.fromkeys(setup_sh_debs(plan.project) + list(EXTRA_DEBS)))
+    needed, upgrades = download_debs(packages, deb_cache, work, deb_base)
+    debs = needed + upgrades
+    folder = plan.staging / "debs"
+    folder.mkdir()
+    for deb in debs:
+        link_or_copy(deb, folder / deb.name)
+    write_apt_repository(folder, [folder / d.name for d in debs])
+    (folder / "TOP_LEVEL").write_text("".join(p + "\n" for p in packages))
+    (folder / "packages.txt").write_text(
+        "# asked for (setup.sh and the installer's " + " ".join(EXTRA_DEBS) + "):\n# " + " ".join(packages) + "\n"
+        + "# beyond a base Debian 12 system:\n" + "".join(d.name + "\n" for d in needed)
+        + "# base packages needed at a minimum version (apt upgrades them only where older):\n"
+        + "".join(d.name + "\n" for d in upgrades))
+    return debs
+
+
+def _stage_resources(plan: _Plan, warnings: list[str]) -> None:
+    """Copy resources/ (default model, demo data, icons) and the installer scripts into the staging folder."""
+    resources = plan.project / "resources"
     if resources.is_dir() and any(resources.iterdir()):
-        shutil.copytree(resources, staging / "resources", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(resources, plan.staging / "resources", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     else:
-        (staging / "resources").mkdir()
+        (plan.staging / "resources").mkdir()
     for required, what in (("models/default.safetensors", "default model"), ("demo", "demo library data"),
                            ("icons/dvan.svg", "application icon")):
-        if not (staging / "resources" / required).exists():
-            report.warnings.append(f"resources/{required} ({what}) is not in the project yet, so not in the bundle")
+        if not (plan.staging / "resources" / required).exists():
+            warnings.append(f"resources/{required} ({what}) is not in the project yet, so not in the bundle")
     for shipped in SHIPPED:
-        shutil.copy2(HERE / shipped, staging / shipped)
-    (staging / "install.sh").chmod(0o755)
-    (staging / "uninstall.sh").chmod(0o755)
+        shutil.copy2(HERE / shipped, plan.staging / shipped)
+    (plan.staging / "install.sh").chmod(0o755)
+    (plan.staging / "uninstall.sh").chmod(0o755)
 
+
+def _write_bundle_info(plan: _Plan, report: BuildReport, deb_base: str) -> None:
+    """bundle.json (what the bundle holds) and bundle.env (the same for install.sh)."""
+    locked = report.wheels
     torch_item = next((w for w in locked if w.name == "torch"), None)
     cuda = next((w.version for w in locked if w.name == "cuda-toolkit"), "")
     info: dict[str, object] = {
-        "name": name, "dvan_version": version, "variant": args.torch,
+        "name": plan.staging.name, "dvan_version": plan.version, "variant": report.variant,
         "torch": torch_item.filename if torch_item else "", "cuda_toolkit": cuda,
-        "min_nvidia_driver": "580.65.06" if cuda.startswith("13.") else ("" if not cuda else "see README"),
+        "min_nvidia_driver": min_nvidia_driver() if cuda.startswith("13.") else ("" if not cuda else "see README"),
         "python": "3.11", "platform": "linux-x86_64", "debian": "12",
         "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "deb_base": "none" if args.no_debs else args.deb_base,
-        "wheel_count": len(locked) + 1, "deb_count": len(debs),
+        "deb_base": deb_base, "wheel_count": len(locked) + 1, "deb_count": len(report.debs),
         "wheels": [{"name": w.name, "version": w.version, "file": w.filename, "sha256": w.sha256} for w in locked],
         "debs": report.debs, "warnings": report.warnings,
     }
-    (staging / "bundle.json").write_text(json.dumps(info, indent=2) + "\n")
-    (staging / "bundle.env").write_text(bundle_env(info))
-    write_manifest(staging, known_hashes)
+    (plan.staging / "bundle.json").write_text(json.dumps(info, indent=2) + "\n")
+    (plan.staging / "bundle.env").write_text(bundle_env(info))
 
+
+def build(args: argparse.Namespace) -> BuildReport:
+    """Build the bundle described by the parsed arguments: plan, wheels, debs, resources, metadata, archive."""
+    plan = _plan(args)
+    if plan.staging.exists():
+        shutil.rmtree(plan.staging)
+    (plan.staging / "wheels").mkdir(parents=True)
+    report = BuildReport(archive=plan.archive, staging=plan.staging, variant=args.torch)
+    known_hashes: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="dvan-bundle-") as tmp:
+        report.wheels = _stage_wheels(plan, args.torch, Path(tmp), known_hashes)
+        if args.no_debs:
+            report.warnings.append("--no-debs: no Debian packages in the bundle; targets need them installed already")
+        else:
+            report.debs = [d.name for d in _stage_debs(plan, args.deb_base, Path(tmp))]
+    _stage_resources(plan, report.warnings)
+    _write_bundle_info(plan, report, "none" if args.no_debs else args.deb_base)
+    write_manifest(plan.staging, known_hashes)
     for part in ("wheels", "debs", "resources"):
-        folder = staging / part
+        folder = plan.staging / part
         report.sizes[part] = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
-    log(f"writing {archive}")
-    make_archive(staging, archive, args.compress)
-    report.sizes["archive"] = archive.stat().st_size
-    (archive.with_name(archive.name + ".sha256")).write_text(f"{sha256_file(archive)}  {archive.name}\n")
+    log(f"writing {plan.archive}")
+    make_archive(plan.staging, plan.archive, args.compress)
+    report.sizes["archive"] = plan.archive.stat().st_size
+    (plan.archive.with_name(plan.archive.name + ".sha256")).write_text(f"{sha256_file(plan.archive)}  {plan.archive.name}\n")
     if not args.keep_staging:
-        shutil.rmtree(staging)
+        shutil.rmtree(plan.staging)
     return report
 
 

@@ -28,19 +28,23 @@ def _hits_table(hits: list) -> list[tuple[int, float]]:
 
 
 def test_decomposed_engine_equals_naive_per_pair_fusion(engine32: SearchEngine) -> None:
-    for wav in ("query", "query2"):
-        query = engine32.encode_file(fixtures()[wav])
-        naive = engine32.search_naive(query, top_k=16)
-        spread = max(h.probability for h in naive) - min(h.probability for h in naive)
-        assert spread > 0.05  # the test model ranks tiles clearly apart
-        for backend in ("numba", "torch"):
-            engine32.backend = backend
-            fast = engine32.search(query, top_k=16)
-            assert [h.tile.id for h in fast] == [h.tile.id for h in naive], backend
-            np.testing.assert_allclose([h.probability for h in fast], [h.probability for h in naive], atol=1e-6)
-        top3 = engine32.search(query, top_k=3)
-        assert _hits_table(top3) == _hits_table(engine32.search(query, top_k=16))[:3]
-    engine32.backend = "numba" if numba_available() else "torch"
+    # The engine is shared by the module's tests: restore its backend even when an assertion fails.
+    original_backend = engine32.backend
+    try:
+        for wav in ("query", "query2"):
+            query = engine32.encode_file(fixtures()[wav])
+            naive = engine32.search_naive(query, top_k=16)
+            spread = max(h.probability for h in naive) - min(h.probability for h in naive)
+            assert spread > 0.05  # the test model ranks tiles clearly apart
+            for backend in ("numba", "torch"):
+                engine32.backend = backend
+                fast = engine32.search(query, top_k=16)
+                assert [h.tile.id for h in fast] == [h.tile.id for h in naive], backend
+                np.testing.assert_allclose([h.probability for h in fast], [h.probability for h in naive], atol=1e-6)
+            top3 = engine32.search(query, top_k=3)
+            assert _hits_table(top3) == _hits_table(engine32.search(query, top_k=16))[:3]
+    finally:
+        engine32.backend = original_backend
 
 
 def test_float16_gallery_is_close_to_float32(engine32: SearchEngine, tmp_path: Path) -> None:
