@@ -18,14 +18,13 @@ in the text"). Rerunning reuses every finished file; a summary goes to
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ucm_speak import ROOT, speak_corpus  # noqa: E402
+from ucm_speak import ROOT, speak_main  # noqa: E402
 
 # The workplace keeps the benchmark beside the repository; a clone elsewhere passes --captions or sets this variable.
 DEFAULT_CAPTIONS = Path(os.environ.get("DVAN_RSICD_CAPTIONS")
@@ -35,18 +34,8 @@ DEFAULT_OUT = ROOT / "benchmarks" / "work" / "rsicd_spoken"
 
 def main(argv: list[str] | None = None) -> int:
     """Speak spoken RSICD/AID in both voice conditions."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--captions", type=Path, default=DEFAULT_CAPTIONS, help="RSICD-on-AID captions.json")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (git-ignored)")
-    parser.add_argument("--jobs", type=int, default=2, help="engine processes at once")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if not args.captions.is_file():
-        print(f"{args.captions}: no RSICD/AID captions file there; pass --captions PATH/TO/captions.json (the folder "
-              "that also holds the AID images) or set DVAN_RSICD_CAPTIONS", file=sys.stderr)
-        return 1
-    return speak_corpus(args.captions, args.out, corpus="RSICD/AID", results_name="rsicd_speak.json",
-                        jobs=args.jobs, seed=args.seed, distinct=True)
+    return speak_main(argv, corpus="RSICD/AID", default_captions=DEFAULT_CAPTIONS, captions_variable="DVAN_RSICD_CAPTIONS",
+                      default_out=DEFAULT_OUT, results_name="rsicd_speak.json", distinct=True)
 
 
 if __name__ == "__main__":

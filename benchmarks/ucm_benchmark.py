@@ -61,28 +61,25 @@ RUNS = WORK / "ucm_runs"
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS = ROOT / "resources" / "models"
 
+#: The metrics of a Table IV row, in the paper's column order.
+PAPER_METRICS = ("map", "p@1", "p@5", "p@10", "r@1", "r@5", "r@10", "f@1", "f@5", "f@10")
+
+
+def _paper_row(a2i: list[float], i2a: list[float]) -> dict[str, dict[str, float]]:
+    """One model's row of Table IV: direction -> metric -> percent."""
+    return {"A->I": dict(zip(PAPER_METRICS, a2i, strict=True)), "I->A": dict(zip(PAPER_METRICS, i2a, strict=True))}
+
+
 #: Table IV (UCM) of the paper, percent: model -> direction -> metric.
 PAPER_TABLE_IV: dict[str, dict[str, dict[str, float]]] = {
-    "CNN+SPEC": {"A->I": dict(zip(
-        ["map", "p@1", "p@5", "p@10", "r@1", "r@5", "r@10", "f@1", "f@5", "f@10"],
-        [21.79, 19.42, 19.86, 19.23, 1.03, 5.26, 10.19, 1.95, 8.32, 13.32], strict=True)),
-        "I->A": dict(zip(["map", "p@1", "p@5", "p@10", "r@1", "r@5", "r@10", "f@1", "f@5", "f@10"],
-                         [26.25, 29.50, 25.52, 23.65, 1.55, 6.73, 12.48, 2.95, 10.66, 16.34], strict=True))},
-    "CNN+M": {"A->I": dict(zip(
-        ["map", "p@1", "p@5", "p@10", "r@1", "r@5", "r@10", "f@1", "f@5", "f@10"],
-        [32.38, 32.37, 33.91, 34.34, 1.73, 9.00, 18.23, 3.28, 14.23, 23.82], strict=True)),
-        "I->A": dict(zip(["map", "p@1", "p@5", "p@10", "r@1", "r@5", "r@10", "f@1", "f@5", "f@10"],
-                         [36.79, 32.37, 33.29, 33.74, 1.72, 8.85, 17.96, 3.27, 13.99, 23.45], strict=True))},
-    "CNN+ΔM": {"A->I": dict(zip(
-        ["map", "p@1", "p@5", "p@10", "r@1", "r@5", "r@10", "f@1", "f@5", "f@10"],
-        [23.62, 30.22, 23.31, 21.25, 1.61, 6.19, 11.27, 3.05, 9.79, 14.73], strict=True)),
-        "I->A": dict(zip(["map", "p@1", "p@5", "p@10", "r@1", "r@5", "r@10", "f@1", "f@5", "f@10"],
-                         [37.42, 36.93, 36.98, 35.11, 1.96, 9.81, 18.66, 3.72, 15.51, 24.36], strict=True))},
-    "CNN+Δ²M": {"A->I": dict(zip(
-        ["map", "p@1", "p@5", "p@10", "r@1", "r@5", "r@10", "f@1", "f@5", "f@10"],
-        [26.34, 29.26, 22.59, 24.65, 1.55, 6.01, 13.12, 2.95, 9.50, 17.12], strict=True)),
-        "I->A": dict(zip(["map", "p@1", "p@5", "p@10", "r@1", "r@5", "r@10", "f@1", "f@5", "f@10"],
-                         [38.42, 42.21, 37.60, 35.90, 2.24, 9.98, 19.05, 4.26, 15.77, 24.89], strict=True))},
+    "CNN+SPEC": _paper_row([21.79, 19.42, 19.86, 19.23, 1.03, 5.26, 10.19, 1.95, 8.32, 13.32],
+                           [26.25, 29.50, 25.52, 23.65, 1.55, 6.73, 12.48, 2.95, 10.66, 16.34]),
+    "CNN+M": _paper_row([32.38, 32.37, 33.91, 34.34, 1.73, 9.00, 18.23, 3.28, 14.23, 23.82],
+                        [36.79, 32.37, 33.29, 33.74, 1.72, 8.85, 17.96, 3.27, 13.99, 23.45]),
+    "CNN+ΔM": _paper_row([23.62, 30.22, 23.31, 21.25, 1.61, 6.19, 11.27, 3.05, 9.79, 14.73],
+                         [37.42, 36.93, 36.98, 35.11, 1.96, 9.81, 18.66, 3.72, 15.51, 24.36]),
+    "CNN+Δ²M": _paper_row([26.34, 29.26, 22.59, 24.65, 1.55, 6.01, 13.12, 2.95, 9.50, 17.12],
+                          [38.42, 42.21, 37.60, 35.90, 2.24, 9.98, 19.05, 4.26, 15.77, 24.89]),
 }
 #: Table II (matching accuracy, UCM column), percent.
 PAPER_TABLE_II = {"CNN+SPEC": 72.90, "CNN+M": 83.21, "CNN+ΔM": 79.02, "CNN+Δ²M": 78.90}

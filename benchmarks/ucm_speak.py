@@ -202,20 +202,27 @@ def speak_corpus(captions: Path, out: Path, *, corpus: str, results_name: str, j
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Speak spoken UCM in both voice conditions."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--captions", type=Path, default=DEFAULT_CAPTIONS, help="UCM-captions captions.json")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (git-ignored)")
+def speak_main(argv: list[str] | None, *, corpus: str, default_captions: Path, captions_variable: str,
+               default_out: Path, results_name: str, distinct: bool = False) -> int:
+    """The command line of a corpus-speaking benchmark: options, the captions check, then :func:`speak_corpus`."""
+    parser = argparse.ArgumentParser(description=(sys.modules["__main__"].__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--captions", type=Path, default=default_captions, help=f"{corpus} captions.json")
+    parser.add_argument("--out", type=Path, default=default_out, help="output folder (git-ignored)")
     parser.add_argument("--jobs", type=int, default=2, help="engine processes at once")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not args.captions.is_file():
-        print(f"{args.captions}: no UCM-captions file there; pass --captions PATH/TO/captions.json (the folder that "
-              "also holds the UC Merced images) or set DVAN_UCM_CAPTIONS", file=sys.stderr)
+        print(f"{args.captions}: no {corpus} captions file there; pass --captions PATH/TO/captions.json (the folder "
+              f"that also holds the images) or set {captions_variable}", file=sys.stderr)
         return 1
-    return speak_corpus(args.captions, args.out, corpus="UCM", results_name="ucm_speak.json", jobs=args.jobs,
-                        seed=args.seed)
+    return speak_corpus(args.captions, args.out, corpus=corpus, results_name=results_name, jobs=args.jobs,
+                        seed=args.seed, distinct=distinct)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Speak spoken UCM in both voice conditions."""
+    return speak_main(argv, corpus="UCM", default_captions=DEFAULT_CAPTIONS, captions_variable="DVAN_UCM_CAPTIONS",
+                      default_out=DEFAULT_OUT, results_name="ucm_speak.json")
 
 
 if __name__ == "__main__":
