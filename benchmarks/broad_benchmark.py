@@ -103,6 +103,24 @@ def runs() -> dict[str, dict[str, Any]]:
     }
 
 
+#: Runs that may become the default model; the one with the best validation MAP is shipped.
+DEFAULT_CANDIDATES = ("both", "both-long")
+
+
+def chosen_run() -> str:
+    """The default-model candidate with the best validation MAP (recorded in its checkpoint): never a test number."""
+    from dvan.model.checkpoint import read_checkpoint_metadata
+
+    val_maps = {}
+    for name in DEFAULT_CANDIDATES:
+        if checkpoint_of(name).is_file():
+            _, info = read_checkpoint_metadata(checkpoint_of(name))
+            val_maps[name] = float(info.get("val", {}).get("map", float("-inf")))
+    if not val_maps:
+        raise SystemExit(f"no default-model candidate trained yet; train one of {', '.join(DEFAULT_CANDIDATES)}")
+    return max(val_maps, key=lambda name: val_maps[name])
+
+
 def checkpoint_of(name: str) -> Path:
     """The checkpoint a run's evaluations use (``ucm``: the UCM benchmark's dvan-plus run, or its shipped copy)."""
     if name == "ucm":
@@ -161,7 +179,7 @@ def train_run(name: str, device: str) -> None:
 def conditions(name: str) -> dict[str, list[Path]]:
     """Test condition -> manifests evaluated as one gallery."""
     out = {"ucm": [UCM], "ucm-unseen": [UCM_UNSEEN], "rsicd": [RSICD], "rsicd-unseen": [RSICD_UNSEEN]}
-    if name == "both":
+    if name in DEFAULT_CANDIDATES:
         out.update({"union": [UCM, RSICD], "union-unseen": [UCM_UNSEEN, RSICD_UNSEEN]})
     return out
 
@@ -257,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         elif stage == "calibrate":
             from broad_report import evaluate_calibrated
 
-            evaluate_calibrated(calibrate("both", args.device), args.device)
+            run = chosen_run()
+            evaluate_calibrated(run, calibrate(run, args.device), args.device)
         elif stage == "report":
             from broad_report import write_report
 
@@ -271,15 +290,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def export() -> None:
-    """Ship the calibrated ``both`` model as the default model (float16), with its card beside it."""
+    """Ship the calibrated candidate chosen on validation as the default model (float16), with its card beside it."""
     import torch
 
     from dvan.model.checkpoint import save_checkpoint
     from dvan.model.factory import create_model
 
     keep_ucm_model()
-    bundle = create_model(checkpoint=RUNS / "both" / "calibrated.safetensors", device="cpu")
-    info = {**bundle.info, "source_run": "both", "dtype": "float16", "init_checkpoint": None,
+    run = chosen_run()
+    bundle = create_model(checkpoint=RUNS / run / "calibrated.safetensors", device="cpu")
+    info = {**bundle.info, "source_run": run, "dtype": "float16", "init_checkpoint": None,
             "manifest": ["spoken UCM (benchmarks/ucm_speak.py)", "spoken RSICD/AID (benchmarks/rsicd_speak.py)"],
             "benchmark": "benchmarks/broad_benchmark.py; benchmarks/results/broad.md"}
     info["calibration"] = {k: v for k, v in info.get("calibration", {}).items() if k != "manifest"}
@@ -289,8 +309,8 @@ def export() -> None:
     headline = {f"test_{condition}": {"a2i_map": report["audio_to_image"]["map"],
                                       "i2a_map": report["image_to_audio"]["map"], "p@10_a2i": report["audio_to_image"]["p@10"],
                                       "mR": report["pairs"]["mR"], "ece": report.get("calibration", {}).get("ece")}
-                for condition in conditions("both")
-                if (path := RESULTS / f"broad_both_{condition}.json").is_file()
+                for condition in conditions(run)
+                if (path := RESULTS / f"broad_{run}_{condition}.json").is_file()
                 for report in [json.loads(path.read_text())]}
     card = {"model": str(target.relative_to(ROOT)), "size_bytes": target.stat().st_size, "dtype": "float16",
             "preset": info.get("preset"), "config": reloaded.config.to_dict(), "train_config": info.get("train_config"),
@@ -318,7 +338,7 @@ def add_text_branch(device: str) -> None:
     from dvan.cli.main import main as dvan
     from dvan.query.text import read_text_branch, write_with_text_branch
 
-    trained = WORK / "text" / "default_text.safetensors"
+    trained = WORK / "text" / f"{chosen_run()}_text.safetensors"  # trained against that run's audio/image branches
     if not trained.is_file():
         code = dvan(["train-text", str(MODELS / "default.safetensors"), str(UCM), str(RSICD), str(trained),
                      "--epochs", "8", "--cache-dir", str(CACHE), "--device", device, "--quiet"])

@@ -9,10 +9,12 @@ from typing import Any
 from broad_benchmark import (
     ALIASES,
     CACHE,
+    DEFAULT_CANDIDATES,
     DTBH_RSICD,
     PAPER_RSICD,
     RESULTS,
     ROOT,
+    chosen_run,
     conditions,
     merged,
     portable,
@@ -25,6 +27,7 @@ CONDITION_NAMES = {"ucm": "UCM test, seen voices", "ucm-unseen": "UCM test, unse
                    "union": "UCM + RSICD/AID test as one gallery, seen", "union-unseen": "the same, unseen voices",
                    "ucm-val": "UCM val", "rsicd-val": "RSICD/AID val"}
 TRAINED_ON = {"ucm": "UCM only (previous default)", "rsicd": "RSICD/AID only", "both": "UCM + RSICD/AID",
+              "both-long": "UCM + RSICD/AID, longer schedule",
               "paper-rsicd": "RSICD/AID only, paper preset"}
 
 
@@ -39,16 +42,16 @@ def _load() -> dict[tuple[str, str], dict[str, Any]]:
     return results
 
 
-def evaluate_calibrated(checkpoint: Path, device: str) -> None:
-    """Evaluate the calibrated ``both`` model on every condition into results/broad_both-calibrated_*.json."""
+def evaluate_calibrated(run: str, checkpoint: Path, device: str) -> None:
+    """Evaluate a run's calibrated model on every condition into results/broad_<run>-calibrated_*.json."""
     from dvan.eval.evaluate import evaluate
 
-    for condition, manifests in conditions("both").items():
+    for condition, manifests in conditions(run).items():
         report = evaluate(checkpoint, manifests, "test", device=device, cache_dir=CACHE, labels=merged())
         keep = {k: report[k] for k in ("split", "counts", "calibration", "matching_accuracy", "checkpoint_info")}
         keep["map"] = {"audio_to_image": report["audio_to_image"]["map"], "image_to_audio": report["image_to_audio"]["map"]}
-        _write_json(RESULTS / f"broad_both-calibrated_{condition}.json", portable(keep))
-        print(f"[both-calibrated] {condition}: ECE {100 * report['calibration']['ece']:.2f}", flush=True)
+        _write_json(RESULTS / f"broad_{run}-calibrated_{condition}.json", portable(keep))
+        print(f"[{run}-calibrated] {condition}: ECE {100 * report['calibration']['ece']:.2f}", flush=True)
 
 
 def _row(report: dict[str, Any]) -> str:
@@ -92,7 +95,7 @@ def write_report() -> Path:
         lines.append("")
     lines += ["## Cross-dataset: MAP A→I / I→A by training data and test set", "",
               "| trained on | UCM seen | UCM unseen | RSICD/AID seen | RSICD/AID unseen |", "|---|---|---|---|---|"]
-    for run in ("ucm", "rsicd", "both"):
+    for run in ("ucm", "rsicd", "both", "both-long"):
         lines.append(f"| {TRAINED_ON[run]} | " + " | ".join(_maps(results, run, c) for c in
                                                             ("ucm", "ucm-unseen", "rsicd", "rsicd-unseen")) + " |")
     lines += ["", "## Every metric per test set", "",
@@ -100,7 +103,7 @@ def write_report() -> Path:
               "their mean.", "",
               "| trained on | test set | MAP A→I | MAP I→A | P@10 A→I | P@10 I→A | R@1/5/10 A→I (pairs) | "
               "R@1/5/10 I→A (pairs) | mR |", "|---|---|---|---|---|---|---|---|---|"]
-    for run in ("both", "rsicd", "ucm", "paper-rsicd"):
+    for run in ("both-long", "both", "rsicd", "ucm", "paper-rsicd"):
         for condition in [c for c in CONDITION_NAMES if not c.endswith("-val")]:
             if (run, condition) in results:
                 lines.append(f"| {TRAINED_ON[run]} | {CONDITION_NAMES[condition]} | {_row(results[(run, condition)])} |")
@@ -111,7 +114,7 @@ def write_report() -> Path:
               f"| paper, best row per direction (CNN+M / CNN+Δ²M) | {PAPER_RSICD['best']['A->I']:.2f} | "
               f"{PAPER_RSICD['best']['I->A']:.2f} |",
               f"| DTBH (2020) | {DTBH_RSICD['A->I']:.2f} | {DTBH_RSICD['I->A']:.2f} |"]
-    for run in ("paper-rsicd", "rsicd", "both"):
+    for run in ("paper-rsicd", "rsicd", "both", "both-long"):
         for condition in ("rsicd", "rsicd-unseen"):
             if (run, condition) in results:
                 r = results[(run, condition)]
@@ -164,14 +167,19 @@ def _design_table(results: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
 def _calibration_section(results: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
     from dvan.eval.plots import plot_reliability
 
+    calibrated = [run for run in DEFAULT_CANDIDATES if any(key[0] == f"{run}-calibrated" for key in results)]
+    if not calibrated:
+        return []
+    shipped = chosen_run() if len(calibrated) > 1 else calibrated[0]
     lines = ["## Calibration of the match probability", "",
+             f"The shipped model ({TRAINED_ON[shipped]}, run `{shipped}`).", "",
              "Expected calibration error (15 equal-width bins) of p over every caption-image pair of a test set, a pair "
              "matching when both are of one class. Calibrated: Platt scaling fitted on the validation split of both "
              "collections (`dvan calibrate`), folded into the scorer, so rankings are identical.", "",
              "| test set | ECE before | ECE after | Brier before | Brier after |", "|---|---|---|---|---|"]
     curves = {}
     for condition in CONDITION_NAMES:
-        before, after = results.get(("both", condition)), results.get(("both-calibrated", condition))
+        before, after = results.get((shipped, condition)), results.get((f"{shipped}-calibrated", condition))
         if before is None or after is None:
             continue
         b, a = before["calibration"], after["calibration"]
