@@ -97,6 +97,8 @@ def runs() -> dict[str, dict[str, Any]]:
         "both-short-separate": {"what": "classes kept apart per dataset (a UCM beach caption does not match an AID "
                                         "beach image in the loss)", "manifests": [UCM, RSICD],
                                 "labels": LabelPolicy("separate"), "config": short},
+        "both-short-seed1": {"what": "as both-short with another seed (run-to-run spread of the design runs)",
+                             "manifests": [UCM, RSICD], "labels": merged(), "config": replace(short, seed=1)},
         "both-short-no-aliases": {"what": "classes merged by name only (harbor/port, parkinglot/parking, "
                                           "baseballdiamond/baseballfield stay apart)", "manifests": [UCM, RSICD],
                                   "labels": LabelPolicy("merge"), "config": short},

@@ -145,7 +145,7 @@ def write_report() -> Path:
 
 
 def _design_table(results: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
-    rows = [r for r in ("both-short", "both-short-separate", "both-short-no-aliases")
+    rows = [r for r in ("both-short", "both-short-seed1", "both-short-separate", "both-short-no-aliases")
             if (r, "rsicd") in results]
     if not rows:
         return []
