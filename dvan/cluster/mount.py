@@ -100,8 +100,9 @@ def open_mount(path: str | Path) -> list[Library]:
 def _open_shards(mount: Path, shards: Sequence[Path], base: Path) -> list[Library]:
     opened: list[Library] = []
     try:
-        for shard in shards:
-            folder = (base / shard).resolve()
+        for listed in shards:
+            folder = (base / listed).resolve()
+            shard = os.path.relpath(folder, base)  # as the mount file lists it
             if not (folder / DB_NAME).is_file():
                 raise MountError(f"{mount}: shard {shard} is missing (no library at {folder}); restore it, or mount "
                                  "the remaining shards again with 'dvan library mount'")
@@ -113,7 +114,7 @@ def _open_shards(mount: Path, shards: Sequence[Path], base: Path) -> list[Librar
             first = opened[0]
             if library.backbone_name != first.backbone_name or library.backbone_dim != first.backbone_dim:
                 raise MountError(f"{mount}: shard {shard} holds {library.backbone_name} features but shard "
-                                 f"{shards[0]} holds {first.backbone_name}; one model scores every shard, so "
+                                 f"{os.path.relpath(first.path, base)} holds {first.backbone_name}; one model scores every shard, so "
                                  f"re-index it: dvan library reindex {folder} --backbone {first.backbone_name}")
     except BaseException:
         for library in opened:
