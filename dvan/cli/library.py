@@ -31,14 +31,14 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from dvan.library import Library, import_paths
-
     if not (math.isfinite(args.max_pixels) and args.max_pixels >= 1):
         raise InvalidValueError(f"--max-pixels {args.max_pixels:g}: give a number of pixels of at least 1")
     if args.ray is not None:
         from dvan.cluster.runtime import require_ray
 
-        require_ray()  # before anything loads: a missing extra is a one-line error
+        require_ray()  # before torch loads: a missing extra is a one-line error
+    from dvan.library import Library, import_paths
+
     library = Library.open(args.path)
     bundle = optional_model(args.model, args.device)
     if bundle is None:

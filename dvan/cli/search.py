@@ -67,6 +67,10 @@ def _mode(args: argparse.Namespace, engine: SearchEngine | ShardedSearch) -> str
 
 def run(args: argparse.Namespace) -> int:
     """Encode the query, prepare projections if needed, print the ranked tiles (and export them with ``--out``)."""
+    if args.ray is not None:
+        from dvan.cluster.runtime import require_ray
+
+        require_ray()  # before torch loads: a missing extra is a one-line error
     from dvan.cluster.sharded_search import open_search
     from dvan.progress import CancelToken
     from dvan.search.engine import check_bbox, check_top, load_search_model
@@ -82,10 +86,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"dvan: error: --mode {args.mode} needs a spoken query (--wav or --record); typed words search in "
               "text mode: drop --mode or pass --mode text", file=sys.stderr)
         return 2
-    if args.ray is not None:
-        from dvan.cluster.runtime import require_ray
-
-        require_ray()  # before the model loads: a missing extra is a one-line error
     bundle = load_search_model(args.model, args.device, args.allow_untrained)
     heard: Any = None
     heard_error: str | None = None
