@@ -15,40 +15,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from library_helpers import TILE, bundle, checkpoint, fixtures, workdir
+from cluster_helpers import chips, shards
+from library_helpers import bundle, checkpoint, fixtures
 
 from dvan.cli.main import main
 from dvan.cluster.mount import is_mount, open_mount, read_mount, write_mount
 from dvan.cluster.sharded_search import ShardedSearch, ShardResult, merge_top_k, open_search
 from dvan.errors import MountError
-from dvan.library import Library, import_paths
+from dvan.library import Library
 from dvan.search.engine import SearchEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def chips() -> list[Path]:
-    return sorted(fixtures()["many"].glob("chip*.tif"))
-
-
-def _library(path: Path, parts: list[list[Path]]) -> Path:
-    library = Library.create(path, tile_size=TILE, gallery_dtype="float32")
-    for paths in parts:
-        import_paths(library, paths, bundle=bundle(0))
-    library.close()
-    return path
-
-
-@pytest.fixture(scope="module")
-def shards() -> tuple[Path, Path]:
+@pytest.fixture(scope="module", name="shards")
+def shards_fixture() -> tuple[Path, Path]:
     """(mount file of shards "big" and "chips", one library holding the same tiles in that order)."""
-    base = workdir() / "shards"
-    if not (base / "all.mount.json").exists():
-        big = _library(base / "big", [[fixtures()["many_big"]]])
-        small = _library(base / "chips", [chips()])
-        _library(base / "single", [[fixtures()["many_big"]], chips()])
-        write_mount(base / "all.mount.json", [big, small])
-    return base / "all.mount.json", base / "single"
+    return shards()
 
 
 def _table(hits: list) -> list[tuple[str, tuple[int, ...]]]:

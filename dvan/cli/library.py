@@ -61,6 +61,8 @@ def _add(args: argparse.Namespace) -> int:
         if runner is not None:
             runner.close()
         library.close()
+    for lost in runner.lost if runner is not None else []:
+        print(f"worker lost: {lost}; its batch was computed again", file=sys.stderr)
     print(report.summary())
     return 1 if report.failed else 0
 

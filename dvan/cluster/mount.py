@@ -114,8 +114,9 @@ def _open_shards(mount: Path, shards: Sequence[Path], base: Path) -> list[Librar
             first = opened[0]
             if library.backbone_name != first.backbone_name or library.backbone_dim != first.backbone_dim:
                 raise MountError(f"{mount}: shard {shard} holds {library.backbone_name} features but shard "
-                                 f"{os.path.relpath(first.path, base)} holds {first.backbone_name}; one model scores every shard, so "
-                                 f"re-index it: dvan library reindex {folder} --backbone {first.backbone_name}")
+                                 f"{os.path.relpath(first.path, base)} holds {first.backbone_name}; one model scores "
+                                 f"every shard, so re-index it: dvan library reindex {folder} --backbone "
+                                 f"{first.backbone_name}")
     except BaseException:
         for library in opened:
             library.close()

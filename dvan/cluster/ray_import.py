@@ -5,9 +5,10 @@ the only writer of the library: it sends batches of tile pixels to a pool of bac
 per GPU when the cluster has GPUs, else one per CPU), keeps a few batches in flight, and commits
 each batch's features in order as they arrive. So the library's commit stays atomic and
 crash-safe exactly as for a local import: a killed driver leaves whole batches only, and running
-the import again completes it. A killed worker is restarted by Ray and its batches are computed
-again; a batch whose workers die more often than that fails its files by name, and the rest of
-the import goes on.
+the import again completes it. A killed worker's batches are sent to the other workers at once
+(and Ray restarts it in the background); the loss is reported by worker. A batch that fails on
+every try, or that the backbone itself raises on, fails its files by name and the rest of the
+import goes on.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from dvan.cluster.runtime import connect
 from dvan.errors import ClusterError, WorkerFailedError
 
-#: Times Ray restarts a dead backbone worker and retries its batches before they fail.
+#: Times a batch whose worker died is sent to another worker (and times Ray restarts a dead worker).
 WORKER_RETRIES = 3
 #: Batches kept in flight per worker: one computing, one queued behind it, so a worker never waits on the driver.
 IN_FLIGHT_PER_WORKER = 2
@@ -53,7 +54,7 @@ class RayFeatureRunner:
         backbone: the library's backbone name.
         workers: actors to start (default: one per GPU of the cluster, else one per CPU).
         use_gpu: put each actor on a GPU (default: when the cluster has any).
-        retries: restarts of a dead actor (and retries of its batches) before a batch fails.
+        retries: times a batch whose worker died is sent again before it fails (and restarts of a dead actor).
 
     Raises:
         ClusterError: the workers cannot start or cannot load the backbone (names a worker and why).
@@ -69,12 +70,17 @@ class RayFeatureRunner:
         count = workers if workers is not None else (gpus if self.use_gpu else max(1, cpus))
         if count < 1:
             raise ClusterError(f"--ray-workers {count}: start at least one worker")
+        # a dead worker is restarted in the background while its batches go to the others at once
         actor = ray.remote(num_cpus=1, num_gpus=1 if self.use_gpu else 0, max_restarts=retries,
-                           max_task_retries=retries)(BackboneWorker)
+                           max_task_retries=0)(BackboneWorker)
         self.name = backbone
         # typed Any: Ray's actor handles are typed from the class, and their .remote methods are not
         self.actors: list[Any] = [actor.remote(backbone, "cuda" if self.use_gpu else "cpu") for _ in range(count)]
         self.in_flight = IN_FLIGHT_PER_WORKER * count
+        self.retries = retries
+        #: One line per batch a dead worker lost (the batch was computed again elsewhere, or failed by name).
+        self.lost: list[str] = []
+        self._avoid: set[int] = set()
         self._next = 0
         try:
             self.workers = ray.get([a.describe.remote() for a in self.actors])
@@ -84,22 +90,46 @@ class RayFeatureRunner:
                                "its weights on every worker node (see 'dvan info')") from exc
 
     def submit(self, images: list[np.ndarray], label: str) -> Callable[[], np.ndarray]:
-        """Send a batch to the next worker (round robin); the returned call waits for its features."""
+        """Send a batch to the next worker (round robin); the returned call waits for its features.
+
+        A batch whose worker dies is sent again to another worker (up to ``retries`` times) and the
+        loss is recorded in :attr:`lost`; a batch the backbone itself raises on fails at once.
+        """
         import ray
 
-        index = self._next % len(self.actors)
-        self._next += 1
-        reference = self.actors[index].features.remote(images)
-        worker = self.workers[index]
+        sent = [self._send(images)]
 
         def wait() -> np.ndarray:
-            try:
-                return np.asarray(ray.get(reference), dtype=np.float32)
-            except ray.exceptions.RayError as exc:
-                raise WorkerFailedError(f"{label}: Ray worker on {worker['node']} (first pid {worker['pid']}) failed "
-                                        f"computing its features ({_cause(exc)}); import the file again") from exc
+            for attempt in range(self.retries + 1):
+                reference, index = sent[-1]
+                worker = self.workers[index]
+                where = f"Ray worker on {worker['node']} (pid {worker['pid']})"
+                try:
+                    return np.asarray(ray.get(reference), dtype=np.float32)
+                except ray.exceptions.RayTaskError as exc:  # the backbone raised: computing again would too
+                    raise WorkerFailedError(f"{label}: {where} failed computing its features ({_cause(exc)}); "
+                                            "import the file again") from exc
+                except ray.exceptions.RayError as exc:  # the worker died or cannot be reached
+                    self.lost.append(f"{where}: {_cause(exc)} (batch of {label})")
+                    self._avoid.add(index)
+                    if attempt == self.retries:
+                        raise WorkerFailedError(f"{label}: {where} died computing its features and so did "
+                                                f"{self.retries} other tries ({_cause(exc)}); import the file "
+                                                "again") from exc
+                    sent.append(self._send(images))
+            raise AssertionError("unreachable")
 
         return wait
+
+    def _send(self, images: list[np.ndarray]) -> tuple[Any, int]:
+        """Submit to the next worker not seen failing (all of them again once each has failed: Ray restarts them)."""
+        if len(self._avoid) >= len(self.actors):
+            self._avoid.clear()
+        while True:
+            index = self._next % len(self.actors)
+            self._next += 1
+            if index not in self._avoid:
+                return self.actors[index].features.remote(images), index
 
     def close(self) -> None:
         """Stop the actors (the cluster stays up)."""

@@ -477,7 +477,8 @@ class _Importer:
         try:
             features = flight.wait().astype(np.float16)
         except WorkerFailedError as exc:  # the batch's files fail by name; the rest of the import goes on
-            for plan in dict.fromkeys(p.plan for p in flight.batch if id(p.plan) not in self.failed_plans):
+            plans = {id(p.plan): p.plan for p in flight.batch if id(p.plan) not in self.failed_plans}
+            for plan in plans.values():
                 self._fail(plan, exc, 0)
                 self.report.added = [a for a in self.report.added if a[0] != plan.path]
                 self.report.reindexed = [p for p in self.report.reindexed if p != plan.path]
