@@ -12,14 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cluster_helpers import chips, shards
-from library_helpers import TILE, bundle, checkpoint, fixtures
+from library_helpers import TILE, bundle, checkpoint, clean_many, fixtures, read_commits
 from PIL import Image
 
 from dvan.library import Library, import_paths
@@ -57,13 +56,9 @@ def runner(cluster: str) -> Iterator[RayFeatureRunner]:
 
 
 @pytest.fixture(scope="module")
-def clean_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def clean_library() -> Path:
     """The "many" folder imported here, without Ray."""
-    path = tmp_path_factory.mktemp("clean") / "lib"
-    library = Library.create(path, tile_size=TILE)
-    import_paths(library, [fixtures()["many"]], bundle=bundle(0))
-    library.close()
-    return path
+    return clean_many()
 
 
 def _snapshot(path: Path) -> dict[tuple[str, tuple[int, ...]], tuple[object, ...]]:
@@ -177,14 +172,7 @@ def test_driver_killed_mid_import_resumes_to_a_clean_import(tmp_path: Path, clus
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     child = subprocess.Popen([sys.executable, "-c", DRIVER, cluster, str(tmp_path / "lib"), str(fixtures()["many"]),
                               str(checkpoint(0))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    assert child.stdout is not None
-    committed = 0
-    deadline = time.monotonic() + 240
-    while committed < 2 and time.monotonic() < deadline:
-        line = child.stdout.readline()
-        if not line:
-            break
-        committed += line.startswith("committed")
+    committed = read_commits(child, 2, 240)
     assert committed == 2, child.stderr.read() if child.stderr else ""
     os.kill(child.pid, signal.SIGKILL)  # while its worker computes the next batches
     child.wait(timeout=30)
