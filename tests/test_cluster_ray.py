@@ -38,7 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def cluster() -> Iterator[str]:
     """A local Ray cluster of 2 CPUs; yields its address (other processes join it there)."""
     os.environ.setdefault("PYTHONPATH", str(ROOT))  # the workers import dvan from this tree
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 ** 2, log_to_driver=False)
+    for attempt in range(2):
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 ** 2, log_to_driver=False)
+            break
+        except Exception as exc:  # Ray gives its raylet 30 s to register: a saturated machine can miss that once
+            ray.shutdown()
+            if attempt or "timed out during startup" not in str(exc):
+                raise
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
