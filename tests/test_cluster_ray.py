@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -36,11 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    """A local Ray cluster of 2 CPUs; yields its address (other processes join it there)."""
+    """A local Ray cluster on this machine; yields its address (other processes join it there)."""
     os.environ.setdefault("PYTHONPATH", str(ROOT))  # the workers import dvan from this tree
     for attempt in range(2):
         try:
-            ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 ** 2, log_to_driver=False)
+            # 3 logical CPUs on 2 cores: the module's 2 workers hold 2, the killed driver's own worker takes the third
+            ray.init(num_cpus=3, include_dashboard=False, object_store_memory=200 * 1024 ** 2, log_to_driver=False)
             break
         except Exception as exc:  # Ray gives its raylet 30 s to register: a saturated machine can miss that once
             ray.shutdown()
@@ -179,7 +181,12 @@ def test_driver_killed_mid_import_resumes_to_a_clean_import(tmp_path: Path, clus
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     child = subprocess.Popen([sys.executable, "-c", DRIVER, cluster, str(tmp_path / "lib"), str(fixtures()["many"]),
                               str(checkpoint(0))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    committed = read_commits(child, 2, 240)
+    timer = threading.Timer(300, child.kill)  # readline blocks: a child that never prints is killed, not waited on
+    timer.start()
+    try:
+        committed = read_commits(child, 2, 300)
+    finally:
+        timer.cancel()
     assert committed == 2, child.stderr.read() if child.stderr else ""
     os.kill(child.pid, signal.SIGKILL)  # while its worker computes the next batches
     child.wait(timeout=30)
