@@ -243,9 +243,12 @@ def markdown(results: dict[str, Any]) -> str:
     for key, label in names.items():
         row = imports[key]
         lines.append(f"| {label} | {row['tiles_per_s']:.1f} | {row['seconds']:.1f} |")
-    lines += ["", "On 2 cores the Ray workers share the cores with the driver, so 2 workers cannot beat 1 by much "
-              "here; what carries over to a cluster is the driver's ceiling (reading, tiling, thumbnails, projections "
-              "and commits of one process) and the per-tile cost of the backbone.", "",
+    lines += ["", "Read with care: on 2 cores the Ray workers share the cores with the driver, and Ray starts its "
+              "workers 15 niceness steps below the driver (its `worker_niceness`; seen as nice 19 in `ps` here, the "
+              "driver at 5), so on this machine, shared with a training run and other jobs, the workers get the "
+              "least CPU of anything running: the Ray rows measure that starvation, not Ray's overhead. On dedicated "
+              "worker nodes (GPU) the backbone runs as fast as locally. What carries over to a cluster is the "
+              "driver's ceiling (reading, tiling, thumbnails, projections and commits of one process).", "",
               "## Search", "", "One shard (one process, fused kernel, top-10; synthetic float16 gallery):", "",
               "| tiles | ms per query | ns per tile |", "|---:|---:|---:|"]
     for row in results["search"]["per_shard"]:
@@ -269,9 +272,16 @@ def markdown(results: dict[str, Any]) -> str:
               f"- disk per tile: features {FEATURE_BYTES} B + gallery {GALLERY_BYTES} B + thumbnail "
               f"{imports['local']['thumbnail_bytes_per_tile']:.0f} B (measured) + about 400 B of SQLite row;",
               f"- search is memory-bandwidth bound: {results['search']['per_shard'][-1]['ns_per_tile']:.2f} ns per tile "
-              "measured on this 2-core machine is taken per search node (a 16+ core node is faster: pessimistic), "
-              "each node holding its shards' float16 gallery in RAM (page cache); the merge adds the time in the "
-              "table above (well under a millisecond for hundreds of shards).", "",
+              "measured on this loaded 2-core machine is taken per search node (pessimistic: the same kernel "
+              "measured 208 ns per tile at 1M tiles on this machine when idle, benchmarks/results/search_speed.md, "
+              "and a 16+ core node is faster still), each node holding its shards' float16 gallery in RAM (page "
+              "cache); the merge adds the time in the table above (" + ", ".join(
+                  f"{m['merge_ms']:.2f} ms for {m['shards']:,} shards" for m in results["merge"]
+                  if m["k"] == 10 and m["shards"] in (100, 1000)) + ", K=10);",
+              "- Ray tasks above are slower than local processes here for the same starvation reason as the Ray "
+              "import rows (nice 19 workers on a saturated machine), plus one Ray task round trip per shard.", "",
+              "Import drivers are driver processes (about one core each, e.g. 16 per 16-core node), one per shard "
+              "being imported.", "",
               "| tiles | GPU workers | import drivers | index wall time | library disk | gallery (RAM to search) | search, 16 "
               "nodes | search, 128 nodes | gallery per node (16 / 128) |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in results["projections"]:
@@ -292,7 +302,11 @@ def main() -> int:
     parser.add_argument("--shard-sizes", type=int, nargs="+", default=[10_000, 100_000, 300_000])
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--report-only", action="store_true", help="rewrite scale.md from scale.json (no measuring)")
     args = parser.parse_args()
+    if args.report_only:
+        (RESULTS / "scale.md").write_text(markdown(json.loads((RESULTS / "scale.json").read_text())))
+        return 0
     WORK.mkdir(parents=True, exist_ok=True)
     load_before = list(os.getloadavg())
     checkpoint = model_checkpoint()
