@@ -18,7 +18,8 @@ Every message names the file or setting at fault and says what to change.
     ├── LibraryError                a tile library cannot be opened or changed
     │   ├── BackboneMismatchError   library built with another backbone: re-index
     │   ├── LibraryDamagedError     an array file is shorter than recorded, or holds NaN/Inf
-    │   └── ReadOnlyLibraryError    a write was asked of a library on a read-only folder or mount
+    │   ├── ReadOnlyLibraryError    a write was asked of a library on a read-only folder or mount
+    │   └── MountError              a mount of shard libraries is unreadable, or a shard is missing or does not fit
     ├── InvalidValueError           a numeric option is out of range (tile size, overlap, --top, --bbox)
     ├── ExportError                 search results cannot be written (unknown format, unwritable file)
     ├── TrainingError               training stopped (divergence, NaN, no data)
@@ -27,6 +28,9 @@ Every message names the file or setting at fault and says what to change.
     ├── QueryModelError             a query-understanding model cannot be used
     │   ├── ModelPackageMissingError its package (recogniser, sentence encoder, VAD) is not installed
     │   └── TextBranchMissingError  a text or hybrid query on a checkpoint without a text branch
+    ├── ClusterError                the cluster cannot be used
+    │   ├── ClusterMissingError     Ray is not installed (pip install ".[cluster]")
+    │   └── WorkerFailedError       a batch's features could not be computed on the workers (names its files)
     └── Cancelled                   a long job was cancelled through its cancel token
 """
 
@@ -101,6 +105,10 @@ class ReadOnlyLibraryError(LibraryError):
     """A write was asked of a library whose folder or files cannot be written."""
 
 
+class MountError(LibraryError):
+    """A mount of shard libraries is unreadable, or one of its shards is missing or does not fit the others."""
+
+
 class InvalidValueError(DvanError):
     """A numeric option or argument is out of its range."""
 
@@ -131,6 +139,18 @@ class ModelPackageMissingError(QueryModelError):
 
 class TextBranchMissingError(QueryModelError):
     """A text or hybrid query was asked of a checkpoint that holds no trained text branch."""
+
+
+class ClusterError(DvanError):
+    """The cluster (Ray) cannot be used: not installed, not reachable, or without workers."""
+
+
+class ClusterMissingError(ClusterError):
+    """Ray is not installed; the message gives the install command."""
+
+
+class WorkerFailedError(ClusterError):
+    """A batch could not be computed on the cluster's workers (they died more often than retried); names its files."""
 
 
 class Cancelled(DvanError):

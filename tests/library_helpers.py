@@ -10,8 +10,10 @@ from __future__ import annotations
 import atexit
 import functools
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -89,3 +91,26 @@ def copy_of(source: Path, target: Path) -> Path:
     """A copy of a library folder to modify."""
     shutil.copytree(source, target, ignore=shutil.ignore_patterns(".lock"))
     return target
+
+
+def read_commits(child: subprocess.Popen[str], wanted: int, seconds: float = 120) -> int:
+    """Read an importing child's stdout until ``wanted`` "committed" lines came (or it ended, or time ran out)."""
+    assert child.stdout is not None
+    committed = 0
+    deadline = time.monotonic() + seconds
+    while committed < wanted and time.monotonic() < deadline:
+        line = child.stdout.readline()
+        if not line:
+            break
+        committed += line.startswith("committed")
+    return committed
+
+
+@functools.cache
+def clean_many() -> Path:
+    """The "many" folder imported once with model 0, float16 gallery (do not modify: copy it with :func:`copy_of`)."""
+    path = workdir() / "clean-many"
+    library = Library.create(path, tile_size=TILE)
+    import_paths(library, [fixtures()["many"]], bundle=bundle(0))
+    library.close()
+    return path

@@ -19,7 +19,7 @@ from dvan.resources import resources_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Modules that cost seconds to import; none of them may load for a --help or an argument error.
-HEAVY = ("torch", "librosa", "rasterio", "PySide6", "numba", "scipy")
+HEAVY = ("torch", "librosa", "rasterio", "PySide6", "numba", "scipy", "ray")
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from library_helpers import TILE, bundle, checkpoint, fixtures
+from library_helpers import TILE, bundle, checkpoint, clean_many, fixtures, read_commits
 from PIL import Image
 
 from dvan.library import Library, import_paths
@@ -94,26 +93,15 @@ def _assert_same_library(resumed: Path, clean: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def clean_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("clean") / "lib"
-    library = Library.create(path, tile_size=TILE)
-    import_paths(library, [fixtures()["many"]], bundle=bundle(0))
-    library.close()
-    return path
+def clean_library() -> Path:
+    return clean_many()
 
 
 def test_import_killed_from_outside_resumes_to_a_clean_import(tmp_path: Path, clean_library: Path) -> None:
     path = tmp_path / "lib"
     Library.create(path, tile_size=TILE).close()
     child = _child(path)
-    assert child.stdout is not None
-    committed = 0
-    deadline = time.monotonic() + 120
-    while committed < 2 and time.monotonic() < deadline:
-        line = child.stdout.readline()
-        if not line:
-            break
-        committed += line.startswith("committed")
+    committed = read_commits(child, 2)
     assert committed == 2, child.stderr.read() if child.stderr else ""
     os.kill(child.pid, signal.SIGKILL)  # while it works on the next batch
     child.wait(timeout=30)

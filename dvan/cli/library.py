@@ -31,25 +31,55 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from dvan.library import Library, import_paths
-
     if not (math.isfinite(args.max_pixels) and args.max_pixels >= 1):
         raise InvalidValueError(f"--max-pixels {args.max_pixels:g}: give a number of pixels of at least 1")
+    if args.ray is not None:
+        from dvan.cluster.runtime import require_ray
+
+        require_ray()  # before torch loads: a missing extra is a one-line error
+    from dvan.library import Library, import_paths
+
     library = Library.open(args.path)
     bundle = optional_model(args.model, args.device)
     if bundle is None:
         print("no model given and no default model installed: storing backbone features only; gallery projections "
               "are computed before the first search", file=sys.stderr)
+    runner = None
     bars = StageBars(disable=args.quiet)
     try:
-        report = import_paths(library, args.sources, bundle=bundle, tile_size=args.tile_size, overlap=args.overlap,
-                              batch_size=args.batch_size, progress=bars, cancel=CancelToken(),
+        if args.ray is not None:
+            from dvan.cluster.ray_import import ray_runner
+
+            runner = ray_runner(args.ray, library.backbone_name, args.ray_workers)
+            print(f"computing features on {len(runner.workers)} Ray worker(s): "
+                  + ", ".join(f"{w['node']} ({w['device']})" for w in runner.workers), file=sys.stderr)
+        report = import_paths(library, args.sources, bundle=bundle, backbone=runner, tile_size=args.tile_size,
+                              overlap=args.overlap, batch_size=args.batch_size, progress=bars, cancel=CancelToken(),
                               max_pixels=int(args.max_pixels))
     finally:
         bars.close()
+        if runner is not None:
+            runner.close()
         library.close()
+    for lost in runner.lost if runner is not None else []:
+        print(f"worker lost: {lost}; its batch was computed again", file=sys.stderr)
     print(report.summary())
     return 1 if report.failed else 0
+
+
+def _mount(args: argparse.Namespace) -> int:
+    from dvan.cluster.mount import open_mount, write_mount
+
+    write_mount(args.mount, args.shards)
+    shards = open_mount(args.mount)
+    try:
+        tiles = [library.info()["tiles"] for library in shards]
+    finally:
+        for library in shards:
+            library.close()
+    print(f"mounted {len(shards)} shard(s), {sum(tiles)} tiles, in {args.mount}; search it with "
+          f"'dvan search {args.mount} --wav QUERY'")
+    return 0
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -236,8 +266,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--max-pixels", type=float, default=DEFAULT_MAX_PIXELS, metavar="N",
                      help=f"refuse rasters of more pixels than this (width x height; default {DEFAULT_MAX_PIXELS:.0e})")
     add.add_argument("--quiet", action="store_true", help="no progress bar")
+    add.add_argument("--ray", metavar="ADDRESS", default=None,
+                     help="run the image backbone on this Ray cluster's workers ('auto': a local one); needs "
+                          "pip install \".[cluster]\"")
+    add.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                     help="with --ray: backbone workers (default: one per GPU of the cluster, else one per CPU)")
     add_model_options(add, results=False)
     add.set_defaults(func=_add)
+
+    mount = commands.add_parser("mount", help="list shard libraries in one mount file that search reads as one library")
+    mount.add_argument("mount", type=Path, help="the mount file to write (JSON)")
+    mount.add_argument("shards", nargs="+", type=Path, metavar="LIBRARY", help="shard libraries (same backbone)")
+    mount.set_defaults(func=_mount)
 
     info = commands.add_parser("info", help="what a library holds")
     info.add_argument("path", type=Path)

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from dvan.errors import ModelPackageMissingError
 if TYPE_CHECKING:  # the parser is built without torch; run() imports what a search needs
     import numpy as np
 
+    from dvan.cluster.sharded_search import ShardedSearch
     from dvan.search import TileHit
     from dvan.search.engine import SearchEngine
 
@@ -30,7 +32,7 @@ def record_query(seconds: float) -> np.ndarray:
     return record(seconds)
 
 
-def print_tile_hits(hits: list[TileHit], header: str, out: Any = None) -> None:
+def print_tile_hits(hits: Sequence[TileHit], header: str, out: Any = None) -> None:
     """The ranked tiles as an aligned table."""
     out = out or sys.stdout
     print(header, file=out)
@@ -57,7 +59,7 @@ def _transcribe(args: argparse.Namespace, device: str, recording: Any) -> Any:
     return recogniser.transcribe_file(args.wav)
 
 
-def _mode(args: argparse.Namespace, engine: SearchEngine) -> str:
+def _mode(args: argparse.Namespace, engine: SearchEngine | ShardedSearch) -> str:
     if args.text is not None:
         return "text"
     return engine.default_mode if args.mode == "auto" else args.mode
@@ -65,9 +67,13 @@ def _mode(args: argparse.Namespace, engine: SearchEngine) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Encode the query, prepare projections if needed, print the ranked tiles (and export them with ``--out``)."""
-    from dvan.library.store import Library
+    if args.ray is not None:
+        from dvan.cluster.runtime import require_ray
+
+        require_ray()  # before torch loads: a missing extra is a one-line error
+    from dvan.cluster.sharded_search import open_search
     from dvan.progress import CancelToken
-    from dvan.search.engine import SearchEngine, check_bbox, check_top, load_search_model
+    from dvan.search.engine import check_bbox, check_top, load_search_model
     from dvan.search.export import check_export_target, export_format, export_results, records_from_hits
     from dvan.search.record import RECORD_RATE
 
@@ -83,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_search_model(args.model, args.device, args.allow_untrained)
     heard: Any = None
     heard_error: str | None = None
-    with Library.open(args.library) as library:
-        engine = SearchEngine(library, bundle, backend=args.backend)
+    with open_search(args.library, bundle, args.backend, args.ray, args.workers) as engine:
         if engine.needs_projection:
             print("computing projections for this model from the stored features (once)", file=sys.stderr)
             bars = StageBars(disable=args.json)
@@ -146,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``dvan search``."""
     parser = subparsers.add_parser("search", help="rank a library's tiles for a spoken or typed query")
-    parser.add_argument("library", type=Path)
+    parser.add_argument("library", type=Path, help="a library folder, or a mount file of shard libraries "
+                        "('dvan library mount')")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--wav", type=Path, help="the spoken query (WAV, FLAC, OGG)")
     source.add_argument("--record", type=float, metavar="SECONDS", help="record the query from the microphone")
@@ -167,5 +173,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--source", nargs="+", type=Path, metavar="FILE", help="only tiles of these source files")
     parser.add_argument("--backend", default="auto", choices=["auto", "numba", "torch"],
                         help="scoring backend (auto: fused CPU kernel; torch on CUDA and for under 50,000 tiles)")
+    parser.add_argument("--ray", metavar="ADDRESS", default=None,
+                        help="a mount: score its shards on this Ray cluster ('auto': a local one; needs "
+                             "pip install \".[cluster]\")")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="a mount without --ray: local processes scoring shards (default: one per shard, at most "
+                             "one per CPU)")
     add_model_options(parser, results=True)
     parser.set_defaults(func=run)

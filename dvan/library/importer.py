@@ -20,13 +20,15 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from dvan.errors import ImageError, InvalidValueError, UnsafeRasterError
+from dvan.errors import ImageError, InvalidValueError, UnsafeRasterError, WorkerFailedError
 from dvan.library.files import file_hash
 from dvan.library.projection import ensure_gallery, project_features
 from dvan.library.raster import (
@@ -44,6 +46,26 @@ from dvan.library.store import Library, NewTile
 from dvan.model.factory import ModelBundle
 from dvan.model.image_branch import Backbone, create_backbone
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
+
+
+class FeatureRunner(Protocol):
+    """Where the backbone runs when not in this process (e.g. :class:`dvan.cluster.ray_import.RayFeatureRunner`).
+
+    Batches are submitted in order and committed in the same order once their features arrive,
+    so up to ``in_flight`` batches are computed elsewhere while this process reads and commits.
+    """
+
+    name: str
+    in_flight: int
+
+    def submit(self, images: list[np.ndarray], label: str) -> Callable[[], np.ndarray]:
+        """Start computing V_I of ``images``; the returned call waits for them (float32, (N, dim)).
+
+        The call raises :class:`dvan.errors.WorkerFailedError` when the batch could not be computed
+        (``label`` names the batch's files in that message).
+        """
+        ...
+
 
 #: Tiles sent through the backbone and committed together.
 DEFAULT_BATCH = 16
@@ -172,8 +194,8 @@ def check_tiling(tile_size: int, overlap: int) -> None:
 
 
 def import_paths(library: Library, paths: Sequence[str | Path], *, bundle: ModelBundle | None = None,
-                 backbone: Backbone | None = None, tile_size: int | None = None, overlap: int | None = None,
-                 batch_size: int = DEFAULT_BATCH, progress: ProgressCallback = no_progress,
+                 backbone: Backbone | FeatureRunner | None = None, tile_size: int | None = None,
+                 overlap: int | None = None, batch_size: int = DEFAULT_BATCH, progress: ProgressCallback = no_progress,
                  cancel: CancelToken | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImportReport:
     """Import raster files and folders into the library.
 
@@ -182,7 +204,8 @@ def import_paths(library: Library, paths: Sequence[str | Path], *, bundle: Model
         paths: files and folders.
         bundle: the model whose gallery projections are stored with the tiles; without one only
             backbone features are stored and projections are computed before the first search.
-        backbone: the image backbone (default: the bundle's, or the library's loaded on demand).
+        backbone: the image backbone (default: the bundle's, or the library's loaded on demand), or a
+            :class:`FeatureRunner` running it elsewhere (Ray workers); reading and committing stay here.
         tile_size: tile size in pixels (default: the library's).
         overlap: overlap of neighbouring tiles in pixels (default: the library's).
         batch_size: tiles per backbone batch and per commit.
@@ -322,7 +345,8 @@ class _Importer:
     reads windows and encodes thumbnails.
     """
 
-    def __init__(self, library: Library, bundle: ModelBundle | None, backbone: Backbone, batch_size: int,
+    def __init__(self, library: Library, bundle: ModelBundle | None, backbone: Backbone | FeatureRunner,
+                 batch_size: int,
                  progress: ProgressCallback, cancel: CancelToken | None, report: ImportReport, total: int,
                  started: float) -> None:
         self.library = library
@@ -338,6 +362,10 @@ class _Importer:
         self.pending: list[_Pending] = []
         self.finished: dict[int, int] = {}
         self.last_report = time.perf_counter()
+        # batches whose features are computed elsewhere, committed in submission order
+        self.in_flight: deque[_InFlight] = deque()
+        self.failed_plans: set[int] = set()
+        self.failed_sources: set[int] = set()
 
     def run(self, plans: list[_Plan], roots: list[Path]) -> None:
         reads: queue.Queue[_Read] = queue.Queue(maxsize=READ_AHEAD_BATCHES * self.batch_size)
@@ -395,6 +423,7 @@ class _Importer:
                     else:
                         self.report.resumed.append(plan.path)
             self._flush()
+            self._drain(0)
         finally:
             stop.set()
             while reader.is_alive():  # unblock a reader waiting on a full queue
@@ -412,9 +441,12 @@ class _Importer:
             if self.cancel is not None:
                 self.cancel.raise_if_cancelled()
 
-    def _fail(self, plan: _Plan, exc: ImageError, remaining: int) -> None:
+    def _fail(self, plan: _Plan, exc: ImageError | WorkerFailedError, remaining: int) -> None:
         self.report.failed.append((plan.path, _reason(exc, plan.path)))
         self.pending = [p for p in self.pending if p.plan is not plan]
+        self.failed_plans.add(id(plan))  # its batches still in flight are dropped when they arrive
+        if plan.source_id is not None:
+            self.failed_sources.add(plan.source_id)
         if plan.source_id is not None:
             self.finished.pop(plan.source_id, None)
             self.library.delete_sources([plan.source_id])
@@ -425,7 +457,40 @@ class _Importer:
         finished, self.finished = self.finished, {}
         if not batch and not finished:
             return
-        features = self.backbone.features([p.rgb for p in batch]).astype(np.float16)
+        images = [p.rgb for p in batch]
+        wait: Callable[[], np.ndarray]
+        if isinstance(self.backbone, Backbone):
+            wait = _ready(self.backbone.features(images))
+        elif batch:
+            wait = self.backbone.submit(images, ", ".join(dict.fromkeys(p.plan.path.name for p in batch)))
+        else:
+            wait = self._no_features
+        self.in_flight.append(_InFlight(batch, finished, wait))
+        self._drain(0 if isinstance(self.backbone, Backbone) else self.backbone.in_flight)
+
+    def _drain(self, keep: int) -> None:
+        """Commit arrived batches, oldest first, until at most ``keep`` are in flight."""
+        while len(self.in_flight) > keep:
+            self._commit(self.in_flight.popleft())
+
+    def _commit(self, flight: _InFlight) -> None:
+        try:
+            features = flight.wait().astype(np.float16)
+        except WorkerFailedError as exc:  # the batch's files fail by name; the rest of the import goes on
+            plans = {id(p.plan): p.plan for p in flight.batch if id(p.plan) not in self.failed_plans}
+            for plan in plans.values():
+                self._fail(plan, exc, 0)
+                self.report.added = [a for a in self.report.added if a[0] != plan.path]
+                self.report.reindexed = [p for p in self.report.reindexed if p != plan.path]
+                self.report.resumed = [p for p in self.report.resumed if p != plan.path]
+            features = self._no_features()
+        keep = [i for i, p in enumerate(flight.batch) if id(p.plan) not in self.failed_plans]
+        batch = [flight.batch[i] for i in keep]
+        if len(keep) < len(flight.batch):
+            features = features[keep] if len(features) else features
+        finished = {s: n for s, n in flight.finished.items() if s not in self.failed_sources}
+        if not batch and not finished:
+            return
         gallery = None
         if self.bundle is not None and len(batch):
             gallery = project_features(self.bundle.model, features, self.bundle.device)
@@ -439,6 +504,22 @@ class _Importer:
         if self.cancel is not None:
             self.cancel.raise_if_cancelled()
 
+    def _no_features(self) -> np.ndarray:
+        return np.zeros((0, self.library.backbone_dim), dtype=np.float32)
+
+
+def _ready(features: np.ndarray) -> Callable[[], np.ndarray]:
+    """A wait for features computed here already."""
+    return lambda: features
+
+
+@dataclass
+class _InFlight:
+    """A batch whose features are being computed, with the sources it completes."""
+
+    batch: list[_Pending]
+    finished: dict[int, int]
+    wait: Callable[[], np.ndarray]
 
 
 def _put(reads: queue.Queue[_Read], stop: threading.Event, item: _Read) -> bool:
