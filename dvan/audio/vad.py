@@ -14,17 +14,22 @@ The check works on 20 ms frames:
 
 Steady noise (a fan, hum, hiss) has no frames far above its own floor, so it is not speech even
 when loud; a click is too short. The recording must also last ``min_duration_s``.
-No Qt, no torch: the app and the CLI can both call :func:`detect_speech`.
+
+:func:`speech_span` finds where the speech starts and ends, with that energy rule or with the
+trained Silero VAD (:mod:`dvan.audio.silero`); :func:`trim_to_speech` cuts a recording to it.
+No Qt, no torch: the app and the CLI can both call them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 #: Frame length of the analysis in seconds.
 FRAME_S = 0.02
+#: Less speech than this is no query (detect_speech's default min_speech_s).
+MIN_SPEECH_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class SpeechCheck:
         speech_s: total length of voiced frames.
         peak_db: loudest frame level in dBFS.
         floor_db: estimated noise floor in dBFS.
+        span: (start, end) sample indices of the speech when there is speech (:func:`check_speech`).
+        method: what found the speech: "energy" or "silero".
     """
 
     has_speech: bool
@@ -46,6 +53,13 @@ class SpeechCheck:
     speech_s: float
     peak_db: float
     floor_db: float
+    span: tuple[int, int] | None = None
+    method: str = "energy"
+
+    def trim(self, samples: np.ndarray) -> np.ndarray:
+        """Mono float32 ``samples`` cut to the speech span (unchanged without one)."""
+        mono = _mono_float(samples)
+        return mono if self.span is None else mono[self.span[0]:self.span[1]]
 
     @property
     def message(self) -> str:
@@ -74,7 +88,20 @@ def frame_levels(samples: np.ndarray, sample_rate: int, frame_s: float = FRAME_S
     return (20.0 * np.log10(np.maximum(rms, 1e-10))).astype(np.float32)
 
 
-def detect_speech(samples: np.ndarray, sample_rate: int, *, min_duration_s: float = 0.3, min_speech_s: float = 0.2,
+def _as_float(samples: np.ndarray) -> np.ndarray:
+    """float32 samples (integer PCM scaled to [-1, 1), NaN zeroed), channels kept."""
+    data = np.asarray(samples)
+    if np.issubdtype(data.dtype, np.integer):
+        data = data.astype(np.float32) / (float(np.iinfo(data.dtype).max) + 1.0)
+    return np.nan_to_num(data.astype(np.float32, copy=False))
+
+
+def _mono_float(samples: np.ndarray) -> np.ndarray:
+    data = _as_float(samples)
+    return data.mean(axis=1).astype(np.float32) if data.ndim == 2 else data
+
+
+def detect_speech(samples: np.ndarray, sample_rate: int, *, min_duration_s: float = 0.3, min_speech_s: float = MIN_SPEECH_S,
                   margin_db: float = 12.0, min_level_db: float = -50.0, floor_percentile: float = 10.0) -> SpeechCheck:
     """Decide whether a recording holds speech worth searching with.
 
@@ -87,10 +114,7 @@ def detect_speech(samples: np.ndarray, sample_rate: int, *, min_duration_s: floa
         min_level_db: and louder than this absolute level (dBFS).
         floor_percentile: percentile of frame levels taken as the noise floor.
     """
-    data = np.asarray(samples)
-    if np.issubdtype(data.dtype, np.integer):
-        data = data.astype(np.float32) / (float(np.iinfo(data.dtype).max) + 1.0)
-    data = np.nan_to_num(data.astype(np.float32, copy=False))
+    data = _as_float(samples)
     frames_total = data.shape[0] if data.ndim else 0
     duration = frames_total / float(sample_rate) if sample_rate > 0 else 0.0
     levels = frame_levels(data, sample_rate)
@@ -107,3 +131,85 @@ def detect_speech(samples: np.ndarray, sample_rate: int, *, min_duration_s: floa
     if speech < min_speech_s:
         return SpeechCheck(False, "no_speech", duration, speech, peak, floor)
     return SpeechCheck(True, "", duration, speech, peak, floor)
+
+
+#: Ways of finding the speech in a recording: the trained Silero VAD, or the energy rule above.
+VAD_METHODS = ("silero", "energy")
+
+
+def energy_span(samples: np.ndarray, sample_rate: int, *, margin_db: float = 12.0, min_level_db: float = -50.0,
+                floor_percentile: float = 10.0) -> tuple[int, int] | None:
+    """(start, end) sample indices from the first to the last voiced frame of :func:`detect_speech`'s rule."""
+    levels = frame_levels(samples, sample_rate)
+    if levels.size == 0:
+        return None
+    floor = float(np.percentile(levels, floor_percentile))
+    voiced = np.flatnonzero((levels >= floor + margin_db) & (levels >= min_level_db))
+    if voiced.size == 0:
+        return None
+    frame = max(1, int(round(FRAME_S * sample_rate)))
+    return int(voiced[0]) * frame, min(len(samples), (int(voiced[-1]) + 1) * frame)
+
+
+def speech_span(samples: np.ndarray, sample_rate: int, method: str = "silero") -> tuple[int, int] | None:
+    """(start, end) sample indices of the speech in a mono recording, or None when there is none.
+
+    Args:
+        samples: mono float samples.
+        sample_rate: their rate in Hz.
+        method: "silero" (the trained VAD; its package must be installed) or "energy".
+
+    Raises:
+        ValueError: an unknown method.
+        ModelPackageMissingError: method "silero" without silero-vad or onnxruntime installed.
+    """
+    if method == "energy":
+        return energy_span(samples, sample_rate)
+    if method == "silero":
+        from dvan.audio.silero import silero_span
+
+        return silero_span(samples, sample_rate)
+    raise ValueError(f"unknown voice activity method {method!r}; use one of {', '.join(VAD_METHODS)}")
+
+
+def resolve_method(method: str = "auto") -> str:
+    """The method "auto" stands for: "silero" when its package is installed, else "energy"."""
+    if method == "auto":
+        from dvan.query.packages import VAD
+
+        return "silero" if not VAD.missing() and VAD.weights_path() is not None else "energy"
+    if method not in VAD_METHODS:
+        raise ValueError(f"unknown voice activity method {method!r}; use auto or one of {', '.join(VAD_METHODS)}")
+    return method
+
+
+def check_speech(samples: np.ndarray, sample_rate: int, method: str = "auto") -> SpeechCheck:
+    """Was anything said, and where? The check microphone queries go through in the app and the CLI.
+
+    Too short or silent recordings are refused by :func:`detect_speech`'s rules whatever the method;
+    otherwise ``method`` decides whether there is speech (at least 0.2 s of it) and where it starts
+    and ends (:attr:`SpeechCheck.span`; search with :meth:`SpeechCheck.trim`). "silero" was measured
+    against "energy" in ``benchmarks/results/vad.md``; "auto" takes Silero when installed.
+
+    Args:
+        samples: mono (n,) or multi-channel (n, channels) samples, float in [-1, 1] or integer PCM.
+        sample_rate: rate of ``samples`` in Hz.
+        method: "auto", "silero" or "energy".
+
+    Raises:
+        ModelPackageMissingError: method "silero" without silero-vad or onnxruntime installed.
+    """
+    energy = detect_speech(samples, sample_rate)
+    chosen = resolve_method(method)
+    if energy.reason in ("too_short", "silent"):
+        return replace(energy, method=chosen)
+    mono = _mono_float(samples)
+    if chosen == "energy":
+        return replace(energy, span=energy_span(mono, sample_rate) if energy.has_speech else None)
+    from dvan.audio.silero import silero_segments, span_of
+
+    found = silero_segments(mono, sample_rate)
+    speech = sum(b - a for a, b in found) / float(sample_rate)
+    has_speech = speech >= MIN_SPEECH_S
+    return replace(energy, has_speech=has_speech, reason="" if has_speech else "no_speech", speech_s=speech,
+                   span=span_of(found, sample_rate, mono.shape[0]) if has_speech else None, method="silero")
