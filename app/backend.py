@@ -356,12 +356,6 @@ class Backend:
             from dvan.search.engine import QUERY_FEATURES
 
             recording_features(tone, rate, bundle.config.audio, QUERY_FEATURES)
-        from dvan.audio.vad import resolve_method
-
-        if resolve_method() == "silero":  # every recording goes through it before the search
-            from dvan.audio.silero import get_vad
-
-            get_vad().load()
         progress(Progress("model", 1, 1, "model loaded"))
         if cancel is not None:
             cancel.raise_if_cancelled()

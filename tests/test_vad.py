@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dvan.audio.vad import check_speech, detect_speech, frame_levels, resolve_method, speech_span
+from dvan.audio.vad import DEFAULT_VAD_METHOD, check_speech, detect_speech, frame_levels, speech_span
 
 RATE = 16000
 
@@ -143,14 +143,16 @@ def test_silence_and_short_presses_are_refused_before_the_vad() -> None:
     assert check_speech(noise(0.1, 0.1), RATE, "silero").reason == "too_short"
 
 
-def test_auto_takes_silero_when_installed(speech: np.ndarray) -> None:
-    assert resolve_method("auto") == "silero"
-    assert check_speech(speech, RATE).method == "silero"
+def test_default_method_is_the_measured_winner(speech: np.ndarray) -> None:
+    clip, (start, end) = padded_in_noise(speech, snr_db=20.0)
+    check = check_speech(clip, RATE)
+    assert check.method == DEFAULT_VAD_METHOD == "energy" and check.has_speech and check.span is not None
+    assert check.span[0] >= start - 0.2 * RATE and check.span[1] <= end + 0.2 * RATE
     with pytest.raises(ValueError, match="unknown voice activity method"):
-        resolve_method("webrtc")
+        check_speech(clip, RATE, "webrtc")
 
 
-def test_missing_vad_package_is_named_and_auto_falls_back(monkeypatch: pytest.MonkeyPatch, speech: np.ndarray) -> None:
+def test_missing_vad_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
     from dvan.audio.silero import SileroVad
@@ -158,11 +160,8 @@ def test_missing_vad_package_is_named_and_auto_falls_back(monkeypatch: pytest.Mo
     from dvan.query import packages
 
     monkeypatch.setattr(packages, "VAD", replace(packages.VAD, weights_module="silero_vad_not_installed"))
-    with pytest.raises(ModelPackageMissingError, match=r"silero-vad==6\.2\.3"):
+    with pytest.raises(ModelPackageMissingError, match=r"silero_vad_not_installed.*pip install .*silero-vad==6\.2\.3"):
         SileroVad().load()
-    assert resolve_method("auto") == "energy"
-    check = check_speech(speech, RATE)
-    assert check.has_speech and check.method == "energy" and check.span is not None
 
 
 def test_energy_span_brackets_the_speech(speech: np.ndarray) -> None:

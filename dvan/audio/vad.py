@@ -16,8 +16,8 @@ Steady noise (a fan, hum, hiss) has no frames far above its own floor, so it is 
 when loud; a click is too short. The recording must also last ``min_duration_s``.
 
 :func:`speech_span` finds where the speech starts and ends, with that energy rule or with the
-trained Silero VAD (:mod:`dvan.audio.silero`); :func:`trim_to_speech` cuts a recording to it.
-No Qt, no torch: the app and the CLI can both call them.
+trained Silero VAD (:mod:`dvan.audio.silero`); :func:`check_speech` decides whether a microphone
+query holds speech and where, and :meth:`SpeechCheck.trim` cuts it there. No Qt, no torch: the app and the CLI can both call them.
 """
 
 from __future__ import annotations
@@ -133,8 +133,13 @@ def detect_speech(samples: np.ndarray, sample_rate: int, *, min_duration_s: floa
     return SpeechCheck(True, "", duration, speech, peak, floor)
 
 
-#: Ways of finding the speech in a recording: the trained Silero VAD, or the energy rule above.
-VAD_METHODS = ("silero", "energy")
+#: Ways of finding the speech in a recording: the energy rule above, or the trained Silero VAD.
+VAD_METHODS = ("energy", "silero")
+#: What the app and the CLI use. Measured on unseen-voice queries padded with noise
+#: (benchmarks/results/vad.md), cutting to the energy rule's span gave a higher MAP than Silero's in
+#: every noise, and Silero took babble for speech (no noise-only babble clip refused, none missed by
+#: the energy rule); Silero's edges were closer only in steady noise at 10 dB.
+DEFAULT_VAD_METHOD = "energy"
 
 
 def energy_span(samples: np.ndarray, sample_rate: int, *, margin_db: float = 12.0, min_level_db: float = -50.0,
@@ -151,13 +156,13 @@ def energy_span(samples: np.ndarray, sample_rate: int, *, margin_db: float = 12.
     return int(voiced[0]) * frame, min(len(samples), (int(voiced[-1]) + 1) * frame)
 
 
-def speech_span(samples: np.ndarray, sample_rate: int, method: str = "silero") -> tuple[int, int] | None:
+def speech_span(samples: np.ndarray, sample_rate: int, method: str = DEFAULT_VAD_METHOD) -> tuple[int, int] | None:
     """(start, end) sample indices of the speech in a mono recording, or None when there is none.
 
     Args:
         samples: mono float samples.
         sample_rate: their rate in Hz.
-        method: "silero" (the trained VAD; its package must be installed) or "energy".
+        method: "energy" or "silero" (the trained VAD; its package must be installed).
 
     Raises:
         ValueError: an unknown method.
@@ -172,31 +177,32 @@ def speech_span(samples: np.ndarray, sample_rate: int, method: str = "silero") -
     raise ValueError(f"unknown voice activity method {method!r}; use one of {', '.join(VAD_METHODS)}")
 
 
-def resolve_method(method: str = "auto") -> str:
-    """The method "auto" stands for: "silero" when its package is installed, else "energy"."""
-    if method == "auto":
-        from dvan.query.packages import VAD
+def resolve_method(method: str) -> str:
+    """``method`` checked against :data:`VAD_METHODS`.
 
-        return "silero" if not VAD.missing() and VAD.weights_path() is not None else "energy"
+    Raises:
+        ValueError: an unknown method.
+    """
     if method not in VAD_METHODS:
-        raise ValueError(f"unknown voice activity method {method!r}; use auto or one of {', '.join(VAD_METHODS)}")
+        raise ValueError(f"unknown voice activity method {method!r}; use one of {', '.join(VAD_METHODS)}")
     return method
 
 
-def check_speech(samples: np.ndarray, sample_rate: int, method: str = "auto") -> SpeechCheck:
+def check_speech(samples: np.ndarray, sample_rate: int, method: str = DEFAULT_VAD_METHOD) -> SpeechCheck:
     """Was anything said, and where? The check microphone queries go through in the app and the CLI.
 
     Too short or silent recordings are refused by :func:`detect_speech`'s rules whatever the method;
     otherwise ``method`` decides whether there is speech (at least 0.2 s of it) and where it starts
-    and ends (:attr:`SpeechCheck.span`; search with :meth:`SpeechCheck.trim`). "silero" was measured
-    against "energy" in ``benchmarks/results/vad.md``; "auto" takes Silero when installed.
+    and ends (:attr:`SpeechCheck.span`; search with :meth:`SpeechCheck.trim`). The two methods are
+    compared in ``benchmarks/results/vad.md`` (see :data:`DEFAULT_VAD_METHOD`).
 
     Args:
         samples: mono (n,) or multi-channel (n, channels) samples, float in [-1, 1] or integer PCM.
         sample_rate: rate of ``samples`` in Hz.
-        method: "auto", "silero" or "energy".
+        method: "energy" or "silero".
 
     Raises:
+        ValueError: an unknown method.
         ModelPackageMissingError: method "silero" without silero-vad or onnxruntime installed.
     """
     energy = detect_speech(samples, sample_rate)
