@@ -314,6 +314,7 @@ def run_select_mode(args: argparse.Namespace) -> int:
     write_with_text_branch(args.model, chosen, args.model)
     print(f"default mode {mode} (hybrid weight {weight:g}); mean val MAP "
           + ", ".join(f"{k} {100 * v:.2f}" for k, v in scores.items()), flush=True)
+    update_card(args.model, mode, weight, scores)
     result = {**_stamp(args), "chosen_mode": mode, "hybrid_weight": weight, "units": "fraction",
               "mean_a2i_map": scores, "datasets": per_dataset}
     lines = ["# Default query mode, chosen on validation spoken by unseen voices", "",
@@ -332,6 +333,26 @@ def run_select_mode(args: argparse.Namespace) -> int:
               "", f"Chosen: **{mode}** (hybrid weight {weight:g})."]
     _write(args.out, result, lines)
     return 0
+
+
+def update_card(model: Path, mode: str, weight: float, scores: dict[str, float]) -> None:
+    """Record the choice in the model's card (``default.json`` beside the shipped default), if it has one."""
+    card_path = Path(model).resolve().with_suffix(".json")
+    if Path(model).resolve() != DEFAULT_MODEL.resolve() or not card_path.is_file():
+        return
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    branch = card.setdefault("text_branch", {})
+    branch.pop("why_default_audio", None)
+    branch.update({"hybrid_weight": weight, "default_mode": mode,
+                   "chosen_on": "val split spoken by the unseen voices, Whisper transcripts "
+                                "(benchmarks/results/query_mode.md)",
+                   "val_map_a2i_unseen_voices": {k: round(v, 6) for k, v in scores.items()}})
+    commands = card.setdefault("commands", [])
+    if "python benchmarks/query_benchmark.py select-mode" not in commands:
+        commands.append("python benchmarks/query_benchmark.py select-mode")
+    partial = card_path.with_name(card_path.name + ".partial")
+    partial.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+    partial.replace(card_path)
 
 
 def main(argv: list[str] | None = None) -> int:
