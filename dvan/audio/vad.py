@@ -30,6 +30,8 @@ import numpy as np
 FRAME_S = 0.02
 #: Less speech than this is no query (detect_speech's default min_speech_s).
 MIN_SPEECH_S = 0.2
+#: Kept before the first and after the last voiced frame when a recording is cut to its speech.
+ENERGY_PAD_S = 0.15
 
 
 @dataclass(frozen=True)
@@ -143,8 +145,13 @@ DEFAULT_VAD_METHOD = "energy"
 
 
 def energy_span(samples: np.ndarray, sample_rate: int, *, margin_db: float = 12.0, min_level_db: float = -50.0,
-                floor_percentile: float = 10.0) -> tuple[int, int] | None:
-    """(start, end) sample indices from the first to the last voiced frame of :func:`detect_speech`'s rule."""
+                floor_percentile: float = 10.0, pad_s: float = ENERGY_PAD_S) -> tuple[int, int] | None:
+    """(start, end) sample indices from the first to the last voiced frame of :func:`detect_speech`'s rule.
+
+    The span is widened by ``pad_s`` on each side: soft onsets and endings (an "f", a fading vowel)
+    lie under the voiced level, and a recording of a file's speech keeps all of it, so the app
+    ranks it as ``dvan search --wav`` ranks the file.
+    """
     levels = frame_levels(samples, sample_rate)
     if levels.size == 0:
         return None
@@ -153,7 +160,8 @@ def energy_span(samples: np.ndarray, sample_rate: int, *, margin_db: float = 12.
     if voiced.size == 0:
         return None
     frame = max(1, int(round(FRAME_S * sample_rate)))
-    return int(voiced[0]) * frame, min(len(samples), (int(voiced[-1]) + 1) * frame)
+    pad = int(round(pad_s * sample_rate))
+    return max(0, int(voiced[0]) * frame - pad), min(len(samples), (int(voiced[-1]) + 1) * frame + pad)
 
 
 def speech_span(samples: np.ndarray, sample_rate: int, method: str = DEFAULT_VAD_METHOD) -> tuple[int, int] | None:
