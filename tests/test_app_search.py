@@ -255,7 +255,9 @@ def test_replay_plays_the_last_query(qtbot, backend, world, tmp_path: Path) -> N
     with qtbot.waitSignal(panel.search_done, timeout=30000):
         panel.handle_recording(samples, rate)
     panel.replay_button.click()
-    assert played == [(samples.size, rate)]
+    # what was searched: the recording cut to its speech
+    assert panel.query is not None and played == [(panel.query[0].size, rate)]
+    assert 0.5 * samples.size < panel.query[0].size <= samples.size
 
 
 def test_result_tiles_drag_as_tile_ids(qtbot, backend, world, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ FRAME_S = 0.02
 #: Less speech than this is no query (detect_speech's default min_speech_s).
 MIN_SPEECH_S = 0.2
 #: Kept before the first and after the last voiced frame when a recording is cut to its speech.
-ENERGY_PAD_S = 0.15
+ENERGY_PAD_S = 0.05
 
 
 @dataclass(frozen=True)
