@@ -138,9 +138,9 @@ def detect_speech(samples: np.ndarray, sample_rate: int, *, min_duration_s: floa
 #: Ways of finding the speech in a recording: the energy rule above, or the trained Silero VAD.
 VAD_METHODS = ("energy", "silero")
 #: What the app and the CLI use. Measured on unseen-voice queries padded with noise
-#: (benchmarks/results/vad.md), cutting to the energy rule's span gave a higher MAP than Silero's in
-#: every noise, and Silero took babble for speech (no noise-only babble clip refused, none missed by
-#: the energy rule); Silero's edges were closer only in steady noise at 10 dB.
+#: (benchmarks/results/vad.md), Silero did not beat the energy rule: retrieval after cutting was within
+#: 3 points either way in quiet, white and fan noise, and Silero took babble for speech (its span
+#: kept the babble; no babble-only clip refused, all refused by the energy rule).
 DEFAULT_VAD_METHOD = "energy"
 
 
