@@ -1,7 +1,7 @@
 """Search by voice: hold-to-speak, live level, ranked results grid, tile details.
 
 Press and hold the big button (or Space when no text field has focus), speak, release. The
-recording is checked for speech (:func:`dvan.audio.vad.detect_speech`); without speech the panel
+recording is checked for speech (:func:`dvan.audio.vad.check_speech`) and cut to it; without speech the panel
 says "No speech heard" and does not search. Otherwise the query is searched on a worker thread
 and the ranked tiles appear as a grid: rank, thumbnail, matching probability as number and bar.
 Only then does a second job transcribe the query: the words heard appear under the button, and
@@ -63,7 +63,7 @@ from app.thumbs import ImageCache
 from app.types import Heard, Hit, SearchOutcome, TileInfo
 from app.widgets import DropArea, DropFilter, ImageLabel, LevelMeter, microphone_icon, paint_probability_bar
 from app.worker import Worker
-from dvan.audio.vad import detect_speech
+from dvan.audio.vad import check_speech
 from dvan.errors import DvanError
 
 #: MIME type of a dragged result tile (payload: the tile id as ASCII).
@@ -555,11 +555,12 @@ class SearchPanel(QWidget):
 
     def handle_recording(self, samples: np.ndarray, rate: int, note: str = "") -> bool:
         """Check a recording for speech and search with it; False when nothing was said."""
-        check = detect_speech(samples, rate)
+        check = check_speech(samples, rate)
         if not check.has_speech:
             self.say(check.message, error=True)
             return False
-        self.query = (np.asarray(samples, dtype=np.float32), int(rate))
+        # both branches hear the speech alone: noise before and after it only misleads them
+        self.query = (check.trim(samples), int(rate))
         self.query_file = None
         self._spoken = self.query
         self.replay_button.setEnabled(True)

@@ -14,6 +14,14 @@
    job server in the background, as it does after start-up.
 
 Writes ``benchmarks/results/app_latency.json`` and ``.md``.
+
+    .venv/bin/python benchmarks/app_latency.py --queries-only [--repeats 3]
+
+measures spoken queries only, in each query mode (``--modes``, default audio and hybrid): key release
+-> first (audio-branch) results, -> transcript shown, -> refined (hybrid) results shown; median and
+p90 -> ``benchmarks/results/query_latency.json`` and ``.md``. The transcript and the refined ranking
+are timed by the panel from the start of the search; the time from the release to that start (the
+recording closed, the speech check) is added, measured around the key release.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,11 +62,14 @@ def wait_until(condition: Callable[[], bool], timeout_s: float) -> bool:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    """Median, mean, p95 (nearest rank) and max."""
+    """Median, mean, p90 and p95 (nearest rank) and max."""
     ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))]
-    return {"median": statistics.median(ordered), "mean": statistics.fmean(ordered), "p95": p95, "max": ordered[-1],
-            "n": len(ordered)}
+
+    def rank(q: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+    return {"median": statistics.median(ordered), "mean": statistics.fmean(ordered), "p90": rank(0.9), "p95": rank(0.95),
+            "max": ordered[-1], "n": len(ordered)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,8 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="trained checkpoint (default: the shipped default model)")
     parser.add_argument("--repeats", type=int, default=3, help="times each demo query is spoken")
     parser.add_argument("--work", type=Path, help="work folder (default: temporary)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "app_latency")
+    parser.add_argument("--out", type=Path, help="results path without suffix (default: benchmarks/results/"
+                        "app_latency, or query_latency with --queries-only)")
+    parser.add_argument("--queries-only", action="store_true",
+                        help="spoken queries in each mode of --modes only (release -> results, transcript, refined)")
+    parser.add_argument("--modes", nargs="+", default=["audio", "hybrid"], choices=["audio", "text", "hybrid"])
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = ROOT / "benchmarks" / "results" / ("query_latency" if args.queries_only else "app_latency")
 
     import app  # noqa: F401 - PySide6 fix first
     from benchmarks.machine import describe_machine
@@ -80,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="dvan-app-latency-"))
     os.environ["DVAN_APP_DATA"] = str(work / "appdata")
 
-    from PySide6.QtCore import Qt
-    from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
     from virtual_mic import VirtualMicUnavailable, pulse_environment, start_virtual_microphone
 
@@ -115,35 +131,37 @@ def main(argv: list[str] | None = None) -> int:
     wait_until(lambda: bool(worker_module._IDLE_SERVERS), 300)
     panel = window.search
     latencies: dict[str, list[float]] = {}
+    by_mode: dict[str, dict[str, list[float]]] = {}
     try:
-        for wav in demo_queries():
-            for _ in range(args.repeats):
-                done = len(latencies.get(wav.stem, []))
-                if mic is not None:
-                    QTest.keyPress(panel.grid, Qt.Key.Key_Space)
-                    if not panel.recorder.recording:
-                        sys.exit(f"recording did not start: {panel.message.text()}")
-                    wait_until(lambda: False, 0.2)
-                    player = mic.play(wav)
-                    wait_until(lambda p=player: p.poll() is not None, 60)  # type: ignore[misc]
-                    wait_until(lambda: False, 0.3)
-                    QTest.keyRelease(panel.grid, Qt.Key.Key_Space)
-                else:
-                    import soundfile as sf
-
-                    samples, rate = sf.read(wav, dtype="float32")
-                    panel._since_release.start()
-                    panel.handle_recording(samples, rate)
-                before = panel.last_latency_ms
-                wait_until(lambda b=before: panel.last_latency_ms is not None and panel.last_latency_ms != b  # type: ignore[misc]
-                           and not panel.busy, 120)
-                latencies.setdefault(wav.stem, []).append(float(panel.last_latency_ms or 0.0))
-                print(f"{wav.stem}: release -> {len(panel.model.hits)} results in {latencies[wav.stem][-1]:.0f} ms",
-                      flush=True)
-                assert len(latencies[wav.stem]) == done + 1
+        for mode in (args.modes if args.queries_only else ["audio"]):
+            backend.query_mode = mode
+            timings = by_mode.setdefault(mode, {"results": [], "transcript": [], "refined": []})
+            for wav in demo_queries():
+                for _ in range(args.repeats):
+                    release_ms = speak_query(panel, mic, wav)
+                    before = panel.last_latency_ms
+                    wait_until(lambda b=before: panel.last_latency_ms is not None  # type: ignore[misc]
+                               and panel.last_latency_ms != b and not panel.busy, 120)
+                    latencies.setdefault(wav.stem, []).append(float(panel.last_latency_ms or 0.0))
+                    timings["results"].append(float(panel.last_latency_ms or 0.0))
+                    if args.queries_only:
+                        refined = mode != "audio"
+                        wait_until(lambda r=refined: panel.last_heard_ms is not None  # type: ignore[misc]
+                                   and (not r or panel.last_refined_ms is not None), 300)
+                        timings["transcript"].append(release_ms + float(panel.last_heard_ms or 0.0))
+                        if refined and panel.last_refined_ms is not None:
+                            timings["refined"].append(release_ms + panel.last_refined_ms)
+                    print(f"{mode} {wav.stem}: release -> {len(panel.model.hits)} results in "
+                          f"{latencies[wav.stem][-1]:.0f} ms; transcript {panel.heard.text()}", flush=True)
     finally:
         if mic is not None:
             mic.stop()
+    if args.queries_only:
+        window.close()
+        write_query_latency(args, model, len(backend.tiles()), audio_path, by_mode)
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     tiles = len(backend.tiles())
 
     # import latency
@@ -230,6 +248,67 @@ def main(argv: list[str] | None = None) -> int:
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def speak_query(panel: Any, mic: Any, wav: Path) -> float:
+    """Hold Space, play ``wav`` into the virtual microphone, release; ms from the release to the search's start."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    if mic is None:
+        import soundfile as sf
+
+        samples, rate = sf.read(wav, dtype="float32")
+        started = time.perf_counter()
+        panel._since_release.start()
+        panel.handle_recording(samples, rate)
+        return (time.perf_counter() - started) * 1000
+    QTest.keyPress(panel.grid, Qt.Key.Key_Space)
+    if not panel.recorder.recording:
+        sys.exit(f"recording did not start: {panel.message.text()}")
+    wait_until(lambda: False, 0.2)
+    player = mic.play(wav)
+    wait_until(lambda p=player: p.poll() is not None, 60)  # type: ignore[misc]
+    wait_until(lambda: False, 0.3)
+    started = time.perf_counter()
+    QTest.keyRelease(panel.grid, Qt.Key.Key_Space)  # stops the recording, checks it and starts the search
+    return (time.perf_counter() - started) * 1000
+
+
+def write_query_latency(args: argparse.Namespace, model: Path, tiles: int, audio_path: str,
+                        by_mode: dict[str, dict[str, list[float]]]) -> None:
+    """query_latency.json and .md: release -> results / transcript / refined results per mode."""
+    from benchmarks.machine import describe_machine
+
+    machine = describe_machine()
+    table = {mode: {k: summary(v) for k, v in timings.items() if v} for mode, timings in by_mode.items()}
+    result = {"machine": machine, "model": model.name, "library_tiles": tiles, "audio_path": audio_path,
+              "repeats": args.repeats, "units": "ms", "modes": table,
+              "raw": by_mode}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    labels = {"results": "Space released -> first (audio-branch) results shown",
+              "transcript": "Space released -> transcript shown",
+              "refined": "Space released -> refined (words + voice) results shown"}
+    lines = ["# Spoken-query latency in the viewer (demo library)", "",
+             f"Machine: {machine['cpu']}, {machine['cores']} cores, no GPU, load average "
+             f"{', '.join(f'{x:.1f}' for x in machine['load_average'] or [])} (shared with other jobs: timings are "
+             f"upper bounds of an idle machine's); torch on {machine['torch_threads']} thread(s). Model "
+             f"`{model.name}`; demo library of {tiles} tiles; {len(list(by_mode.values())[0]['results'])} spoken "
+             f"queries per mode (5 demo queries x {args.repeats}). Audio path: {audio_path}. Command: "
+             f"`.venv/bin/python benchmarks/app_latency.py --queries-only --repeats {args.repeats}`.", "",
+             "| mode | what | median (ms) | p90 (ms) | max (ms) | n |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for mode, rows in table.items():
+        for key, row in rows.items():
+            lines.append(f"| {mode} | {labels[key]} | {row['median']:.0f} | {row['p90']:.0f} | {row['max']:.0f} | "
+                         f"{row['n']} |")
+    lines += ["", "The first results never wait for the recogniser: the transcript (Whisper tiny.en) and, in hybrid "
+              "mode, the refined ranking follow on a worker thread."]
+    for suffix, text in ((".json", json.dumps(result, indent=1) + "\n"), (".md", "\n".join(lines) + "\n")):
+        target = args.out.with_suffix(suffix)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(target)
+    print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":

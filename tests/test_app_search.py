@@ -117,6 +117,22 @@ def test_silence_and_a_short_press_say_no_speech_and_do_not_search(qtbot, backen
     assert panel.model.rowCount() == 0 and panel.query is None
 
 
+def test_a_recording_is_cut_to_its_speech_before_it_is_searched(qtbot, backend, world, tmp_path: Path) -> None:
+    samples, rate = sf.read(world["query_dots"], dtype="float32")
+    silence = np.zeros(rate, dtype=np.float32)
+    recording = np.concatenate([silence, samples, silence])  # a second before and after the speech
+    recording += np.random.default_rng(1).normal(0, 0.003, recording.size).astype(np.float32)  # room noise throughout
+    panel = make_panel(qtbot, backend, tmp_path)
+    with qtbot.waitSignal(panel.search_done, timeout=30000):
+        assert panel.handle_recording(recording, rate)
+    assert panel.query is not None  # what both branches (the ranking, then the transcript) are given
+    loud = np.flatnonzero(np.abs(samples) > 0.02)
+    speech_length = loud[-1] - loud[0]
+    # the padding is gone, the speech is kept
+    assert 0.9 * speech_length < panel.query[0].size <= samples.size  # type: ignore[index]
+    assert panel.model.rowCount() > 0
+
+
 def test_space_key_holds_to_speak_and_searches(qtbot, backend, world, tmp_path: Path) -> None:
     from PySide6.QtCore import Qt
 
@@ -226,7 +242,8 @@ def test_recording_stops_at_the_limit_with_a_message_and_searches(qtbot, backend
         recorder._poll()  # the GUI timer notices the limit
     assert not recorder.recording
     assert "recording was cut at the 1 s limit" in panel.message.text()
-    assert panel.query is not None and panel.query[0].size == rate  # type: ignore[index]
+    # the second recorded, cut to its speech (dvan.audio.vad.check_speech)
+    assert panel.query is not None and 0.5 * rate < panel.query[0].size <= rate  # type: ignore[index]
     assert panel.model.rowCount() > 0
 
 
@@ -238,7 +255,9 @@ def test_replay_plays_the_last_query(qtbot, backend, world, tmp_path: Path) -> N
     with qtbot.waitSignal(panel.search_done, timeout=30000):
         panel.handle_recording(samples, rate)
     panel.replay_button.click()
-    assert played == [(samples.size, rate)]
+    # what was searched: the recording cut to its speech
+    assert panel.query is not None and played == [(panel.query[0].size, rate)]
+    assert 0.5 * samples.size < panel.query[0].size <= samples.size
 
 
 def test_result_tiles_drag_as_tile_ids(qtbot, backend, world, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dvan.audio.vad import detect_speech, frame_levels
+from dvan.audio.vad import DEFAULT_VAD_METHOD, check_speech, detect_speech, frame_levels, speech_span
 
 RATE = 16000
 
@@ -97,3 +97,74 @@ def test_frame_levels() -> None:
     levels = frame_levels(np.full(RATE, 0.5, dtype=np.float32), RATE)
     assert levels.shape == (50,)
     assert np.allclose(levels, 20 * np.log10(0.5), atol=1e-3)
+
+
+# -- where is the speech: the trained Silero VAD against the energy rule --------------------------------
+
+def padded_in_noise(speech: np.ndarray, snr_db: float, pad_s: float = 1.0, seed: int = 3) -> tuple[np.ndarray, tuple[int, int]]:
+    """``speech`` (its own quiet edges cut) with ``pad_s`` before and after, all under white noise at ``snr_db``."""
+    loud = np.flatnonzero(np.abs(speech) > 1e-3)
+    core = speech[loud[0]: loud[-1] + 1]
+    level = float(np.sqrt(np.mean(core**2)))
+    pad = int(pad_s * RATE)
+    clip = np.concatenate([np.zeros(pad, np.float32), core, np.zeros(pad, np.float32)])
+    clip = clip + np.random.default_rng(seed).normal(0, level / 10 ** (snr_db / 20), clip.size).astype(np.float32)
+    return clip.astype(np.float32), (pad, pad + core.size)
+
+
+def test_silero_finds_speech_in_noise_and_cuts_to_it(speech: np.ndarray) -> None:
+    clip, (start, end) = padded_in_noise(speech, snr_db=10.0)
+    check = check_speech(clip, RATE, "silero")
+    assert check.has_speech and check.method == "silero" and check.span is not None, check
+    found_start, found_end = check.span
+    # within 200 ms of the true edges (the VAD pads its span by 50 ms, its probability lags the end); the noise
+    # on either side is cut
+    assert abs(found_start - start) < 0.2 * RATE and abs(found_end - end) < 0.2 * RATE, (check.span, start, end)
+    trimmed = check.trim(clip)
+    assert trimmed.size == found_end - found_start and trimmed.size < clip.size - RATE
+
+
+def test_silero_and_energy_agree_on_int16_stereo(speech: np.ndarray) -> None:
+    pcm = (np.stack([speech, speech], axis=1) * 32767).astype(np.int16)
+    for method in ("silero", "energy"):
+        check = check_speech(pcm, RATE, method)
+        assert check.has_speech and check.span is not None and check.trim(pcm).ndim == 1, (method, check)
+
+
+@pytest.mark.parametrize("level", [0.01, 0.2])
+def test_silero_hears_no_speech_in_noise(level: float) -> None:
+    check = check_speech(noise(2.0, level), RATE, "silero")
+    assert not check.has_speech and check.reason == "no_speech" and check.span is None, check
+    assert "No speech heard" in check.message
+
+
+def test_silence_and_short_presses_are_refused_before_the_vad() -> None:
+    assert check_speech(np.zeros(2 * RATE, np.float32), RATE, "silero").reason == "silent"
+    assert check_speech(noise(0.1, 0.1), RATE, "silero").reason == "too_short"
+
+
+def test_default_method_is_the_measured_winner(speech: np.ndarray) -> None:
+    clip, (start, end) = padded_in_noise(speech, snr_db=20.0)
+    check = check_speech(clip, RATE)
+    assert check.method == DEFAULT_VAD_METHOD == "energy" and check.has_speech and check.span is not None
+    assert check.span[0] >= start - 0.2 * RATE and check.span[1] <= end + 0.2 * RATE
+    with pytest.raises(ValueError, match="unknown voice activity method"):
+        check_speech(clip, RATE, "webrtc")
+
+
+def test_missing_vad_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from dvan.audio.silero import SileroVad
+    from dvan.errors import ModelPackageMissingError
+    from dvan.query import packages
+
+    monkeypatch.setattr(packages, "VAD", replace(packages.VAD, weights_module="silero_vad_not_installed"))
+    with pytest.raises(ModelPackageMissingError, match=r"silero_vad_not_installed.*pip install .*silero-vad==6\.2\.3"):
+        SileroVad().load()
+
+
+def test_energy_span_brackets_the_speech(speech: np.ndarray) -> None:
+    clip, (start, end) = padded_in_noise(speech, snr_db=30.0)
+    span = speech_span(clip, RATE, "energy")
+    assert span is not None and span[0] <= start + 0.1 * RATE and span[1] >= end - 0.1 * RATE

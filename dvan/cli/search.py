@@ -48,6 +48,22 @@ def print_tile_hits(hits: Sequence[TileHit], header: str, out: Any = None) -> No
               f"{window:<20}  {format_bounds(hit.tile.lonlat_bounds)}", file=out)
 
 
+def speech_of(recording: np.ndarray) -> np.ndarray:
+    """The recording cut to its speech, as the app cuts it (:func:`dvan.audio.vad.check_speech`).
+
+    Raises:
+        SilentAudioError: nothing was said.
+    """
+    from dvan.audio.vad import check_speech
+    from dvan.errors import SilentAudioError
+    from dvan.search.record import RECORD_RATE
+
+    check = check_speech(recording, RECORD_RATE)
+    if not check.has_speech:
+        raise SilentAudioError(f"recording: {check.message}")
+    return check.trim(recording)
+
+
 def _transcribe(args: argparse.Namespace, device: str, recording: Any) -> Any:
     """The transcript of the spoken query (a :class:`dvan.query.transcribe.Transcript`)."""
     from dvan.query.transcribe import get_recogniser
@@ -103,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
             query = engine.encode_text(args.text)
         elif args.record is not None:
             print(f"recording {args.record:g} s from the default microphone: speak now", file=sys.stderr)
-            recording = record_query(args.record)
+            recording = speech_of(record_query(args.record))
             query = engine.encode_recording(recording, RECORD_RATE)
         else:
             query = engine.encode_file(args.wav)
