@@ -150,9 +150,20 @@ class Recogniser:
         with self._lock:  # CTranslate2 models are not re-entrant across Python threads by default
             segments, _info = self._model.transcribe(
                 np.ascontiguousarray(waveform, dtype=np.float32), language="en", beam_size=1, temperature=0.0,
-                condition_on_previous_text=False, without_timestamps=True, vad_filter=False)
+                condition_on_previous_text=False, without_timestamps=True, vad_filter=False,
+                max_new_tokens=max_tokens_for(waveform.size / SAMPLE_RATE))
             text = " ".join(segment.text.strip() for segment in segments).strip()
         return Transcript(text=text, audio_s=waveform.size / SAMPLE_RATE, elapsed_s=time.perf_counter() - started)
+
+
+#: Tokens a second of speech may produce at most: fast speech is ~4 tokens/s, so this bounds only runaway
+#: decoding, where tiny.en repeats one phrase until its 448-token window fills (seen on noisy queries).
+MAX_TOKENS_PER_SECOND = 8.0
+
+
+def max_tokens_for(audio_s: float) -> int:
+    """The decoding budget of a query of ``audio_s`` seconds (at least a short sentence's worth)."""
+    return min(440, 16 + int(MAX_TOKENS_PER_SECOND * audio_s))
 
 
 _shared: dict[str, Recogniser] = {}
@@ -178,7 +189,7 @@ def get_recogniser(device: str = "auto") -> Recogniser:
 
 
 #: Names the decoding set-up in the transcript cache (a change of model or decoding must miss it).
-CACHE_TAG = "whisper-tiny.en-ct2-greedy-v1"
+CACHE_TAG = "whisper-tiny.en-ct2-greedy-v2"
 
 
 def transcribe_files(paths: list[Path], recogniser: Recogniser, cache_root: Path | None = None,
