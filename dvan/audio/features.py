@@ -20,6 +20,7 @@ import torch
 
 from dvan.audio import spectral
 from dvan.audio.io import prepare_waveform, read_audio
+from dvan.audio.record import frame_recording
 from dvan.config import AudioConfig
 from dvan.errors import SilentAudioError
 
@@ -140,8 +141,14 @@ def file_features(path: str | Path, config: AudioConfig, backend: FeatureBackend
 
 def recording_features(samples: np.ndarray, source_rate: int, config: AudioConfig,
                        backend: FeatureBackend = "librosa") -> AudioFeatures:
-    """Features of samples from a microphone or other in-memory source."""
-    waveform = prepare_waveform(samples, source_rate, config.sample_rate, source="recording")
+    """Features of samples from a microphone or other in-memory source.
+
+    The samples are framed first (:func:`dvan.audio.record.frame_recording`): the device's leading
+    and trailing digital silence is replaced by a fixed margin, so a recording gives the features of
+    its speech however long before the speech recording started.
+    """
+    framed = frame_recording(samples, source_rate, config.sample_rate, config.hop_length)
+    waveform = prepare_waveform(framed, source_rate, config.sample_rate, source="recording")
     return waveform_features(waveform, config, source="recording", backend=backend)
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # the parser is built without torch; run() imports what a sea
 
 def record_query(seconds: float) -> np.ndarray:
     """``seconds`` of the default microphone at the query rate (sounddevice loads only when recording)."""
-    from dvan.search.record import record_query as record
+    from dvan.audio.record import record_query as record
 
     return record(seconds)
 
@@ -49,7 +49,7 @@ def print_tile_hits(hits: list[TileHit], header: str, out: Any = None) -> None:
 def _transcribe(args: argparse.Namespace, device: str, recording: Any) -> Any:
     """The transcript of the spoken query (a :class:`dvan.query.transcribe.Transcript`)."""
     from dvan.query.transcribe import get_recogniser
-    from dvan.search.record import RECORD_RATE
+    from dvan.audio.record import RECORD_RATE
 
     recogniser = get_recogniser(device)
     if recording is not None:
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from dvan.progress import CancelToken
     from dvan.search.engine import SearchEngine, check_bbox, check_top, load_search_model
     from dvan.search.export import check_export_target, export_format, export_results, records_from_hits
-    from dvan.search.record import RECORD_RATE
+    from dvan.audio.record import RECORD_RATE
 
     check_top(args.top)
     if args.bbox:

@@ -209,7 +209,7 @@ class SearchEngine:
         return self.encode(file_features(path, self.bundle.config.audio, QUERY_FEATURES), str(path))
 
     def encode_recording(self, samples: np.ndarray, sample_rate: int) -> Query:
-        """Encode a spoken query from samples (e.g. from :func:`dvan.search.record.record_query`)."""
+        """Encode a spoken query from recorded samples (framed by :func:`dvan.audio.features.recording_features`)."""
         return self.encode(recording_features(samples, sample_rate, self.bundle.config.audio, QUERY_FEATURES),
                            "recording")
 
