@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from dvan.audio import spectral
-from dvan.audio.io import prepare_waveform, read_audio
+from dvan.audio.io import prepare_waveform, read_audio, validate_samples
 from dvan.audio.record import frame_recording
 from dvan.config import AudioConfig
 from dvan.errors import SilentAudioError
@@ -143,11 +143,13 @@ def recording_features(samples: np.ndarray, source_rate: int, config: AudioConfi
                        backend: FeatureBackend = "librosa") -> AudioFeatures:
     """Features of samples from a microphone or other in-memory source.
 
-    The samples are framed first (:func:`dvan.audio.record.frame_recording`): the device's leading
-    and trailing digital silence is replaced by a fixed margin, so a recording gives the features of
-    its speech however long before the speech recording started.
+    Once validated (as delivered, so a recording too short is refused), the samples are framed at
+    their own rate, before resampling (:func:`dvan.audio.record.frame_recording`): the device's
+    leading and trailing digital silence is replaced by a fixed margin, so a recording gives the
+    features of its speech however long before the speech recording started.
     """
-    framed = frame_recording(samples, source_rate, config.sample_rate, config.hop_length)
+    validated = validate_samples(samples, source_rate, source="recording")
+    framed = frame_recording(validated, source_rate, config.sample_rate, config.hop_length)
     waveform = prepare_waveform(framed, source_rate, config.sample_rate, source="recording")
     return waveform_features(waveform, config, source="recording", backend=backend)
 

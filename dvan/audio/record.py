@@ -30,24 +30,22 @@ def frame_recording(samples: np.ndarray, rate: int, model_rate: int, hop: int) -
     boundaries counted from the start, so a margin of another length would shift its frames).
 
     Args:
-        samples: (frames,) or (frames, channels) samples at ``rate``, float or integer PCM; the
-            dtype and channels are kept. Anything else is returned unchanged, for the front end's
-            validation to refuse by name.
+        samples: 1-D samples at ``rate``.
         rate: rate of ``samples`` in Hz.
         model_rate: the front end's sample rate in Hz.
         hop: the front end's hop length in samples at ``model_rate``.
+
+    Returns:
+        1-D float32 samples at ``rate``; all-zero samples come back as they are.
     """
-    data = np.asarray(samples)
-    if data.ndim not in (1, 2) or not (np.issubdtype(data.dtype, np.integer)
-                                       or np.issubdtype(data.dtype, np.floating)):
+    data = np.asarray(samples, dtype=np.float32).reshape(-1)
+    nonzero = np.flatnonzero(data)
+    if nonzero.size == 0:
         return data
-    sounding = np.flatnonzero(data.any(axis=1) if data.ndim == 2 else data)
-    if sounding.size == 0:
-        return data
-    core = data[sounding[0]: sounding[-1] + 1]
+    core = data[nonzero[0]: nonzero[-1] + 1]
     hops = max(1, round(QUERY_PADDING_S * model_rate / hop))
     pad = int(round(hops * hop * rate / model_rate))
-    margin = np.zeros((pad, *core.shape[1:]), dtype=core.dtype)
+    margin = np.zeros(pad, dtype=np.float32)
     return np.concatenate([margin, core, margin])
 
 
