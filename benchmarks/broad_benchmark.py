@@ -126,9 +126,9 @@ def keep_ucm_model() -> None:
 
 def prepare(device: str) -> None:
     """Fill the feature cache: every image once, every caption under every audio config, augmented copies."""
+    from dvan.data.features import FeatureCache
     from dvan.data.manifest import read_manifest
     from dvan.model.image_branch import create_backbone
-    from dvan.train.cache import FeatureCache
 
     keep_ucm_model()
     cache = FeatureCache(CACHE)

@@ -193,7 +193,7 @@ def test_cuda_model_forward() -> None:
 
 
 def test_fast_cpu_kernel_equals_naive_fusion() -> None:
-    from dvan.model.fast_scoring import fast_logits
+    from dvan.search.kernels import fast_logits
 
     torch.manual_seed(1)
     scorer = FusionScorer(1280, 1024, 512)

@@ -48,8 +48,8 @@ def print_tile_hits(hits: list[TileHit], header: str, out: Any = None) -> None:
 
 def _transcribe(args: argparse.Namespace, device: str, recording: Any) -> Any:
     """The transcript of the spoken query (a :class:`dvan.query.transcribe.Transcript`)."""
-    from dvan.query.transcribe import get_recogniser
     from dvan.audio.record import RECORD_RATE
+    from dvan.query.transcribe import get_recogniser
 
     recogniser = get_recogniser(device)
     if recording is not None:
@@ -65,11 +65,11 @@ def _mode(args: argparse.Namespace, engine: SearchEngine) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Encode the query, prepare projections if needed, print the ranked tiles (and export them with ``--out``)."""
+    from dvan.audio.record import RECORD_RATE
     from dvan.library.store import Library
     from dvan.progress import CancelToken
     from dvan.search.engine import SearchEngine, check_bbox, check_top, load_search_model
     from dvan.search.export import check_export_target, export_format, export_results, records_from_hits
-    from dvan.audio.record import RECORD_RATE
 
     check_top(args.top)
     if args.bbox:

@@ -30,6 +30,8 @@ from safetensors import SafetensorError
 from torch import nn
 
 from dvan.data.collections import LabelPolicy, manifest_record, read_collections
+from dvan.data.features import FeatureCache, default_cache_dir
+from dvan.data.split import SplitData, batch_input, load_split
 from dvan.device import resolve_device
 from dvan.errors import CheckpointMismatchError, DiskFullError, TrainingError
 from dvan.eval.evaluate import score_split, split_metrics, summary
@@ -38,9 +40,7 @@ from dvan.model.checkpoint import load_checkpoint, save_checkpoint
 from dvan.model.factory import ModelBundle, create_model
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
 from dvan.train.augment import augment_grid
-from dvan.train.cache import FeatureCache, default_cache_dir
 from dvan.train.config import TrainConfig
-from dvan.train.data import SplitData, batch_input, load_split
 from dvan.train.state import RESUME_NAME, RunState, read_resume, restore, save_resume
 
 BEST_NAME = "best.safetensors"
