@@ -31,11 +31,6 @@ MAX_CAPTIONS = 50
 LIBRARY_WAIT_S = 120.0
 
 
-def is_trained(info: dict[str, Any]) -> bool:
-    """Whether a checkpoint's info marks it as trained (``"trained": true``)."""
-    return info.get("trained") is True
-
-
 def _tile_info(tile: Any) -> TileInfo:
     window = tile.window.as_tuple() if hasattr(tile.window, "as_tuple") else tuple(tile.window)
     return TileInfo(id=int(tile.id), source=Path(tile.source), window=window, crs=tile.crs,
@@ -209,7 +204,7 @@ class Backend:
 
     def model_status(self) -> ModelStatus:
         """The active model: is there one, is it trained."""
-        from dvan.model.metadata import read_checkpoint_metadata
+        from dvan.model.metadata import is_trained, read_checkpoint_metadata
 
         path = self.model_checkpoint()
         if not path.is_file():

@@ -113,7 +113,7 @@ def checkpoint_of(name: str) -> Path:
 
 def keep_ucm_model() -> None:
     """Keep the UCM-only default model as run ``ucm`` before an export replaces it."""
-    from dvan.model.checkpoint import read_checkpoint_metadata
+    from dvan.model.metadata import read_checkpoint_metadata
 
     target = RUNS / "ucm" / "best.safetensors"
     if target.is_file() or not PREVIOUS_DEFAULT.is_file():

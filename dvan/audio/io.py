@@ -20,6 +20,9 @@ import soundfile as sf
 
 from dvan.errors import AudioDecodeError, SilentAudioError
 
+#: File name endings of the audio files read as speech (libsndfile's WAV, FLAC and Ogg Vorbis).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
+
 #: Peak amplitude under which a waveform counts as digital silence (-80 dBFS).
 SILENCE_PEAK = 1e-4
 #: Shortest audio worth analysing, in seconds (a few frames are needed for derivatives).

@@ -172,8 +172,8 @@ class Voice:
 
 
 @dataclass(frozen=True)
-class Caption:
-    """One caption to speak.
+class CaptionText:
+    """One written caption to speak (the library's :class:`dvan.library.records.Caption` is a spoken one it holds).
 
     Attributes:
         key: stable identity of the caption: "<image path without extension>#<k>" or the line's "id".
@@ -202,7 +202,7 @@ class Caption:
 class Utterance:
     """The full synthesis plan of one caption: everything that shapes its audio file."""
 
-    caption: Caption
+    caption: CaptionText
     voice: Voice
     rate: int
     pitch: float
@@ -261,7 +261,7 @@ class _EngineFailure(Exception):
 # ---------------------------------------------------------------------------------------------- captions
 
 
-def read_captions(path: str | Path, distinct: bool = False) -> list[Caption]:
+def read_captions(path: str | Path, distinct: bool = False) -> list[CaptionText]:
     """Read a caption file: JSON Lines (one caption a line) or the UCM-captions JSON.
 
     Args:
@@ -299,9 +299,9 @@ def sentence_key(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
 
 
-def _distinct_per_image(captions: list[Caption]) -> list[Caption]:
+def _distinct_per_image(captions: list[CaptionText]) -> list[CaptionText]:
     seen: dict[str, set[str]] = {}
-    kept: list[Caption] = []
+    kept: list[CaptionText] = []
     for caption in captions:
         sentences = seen.setdefault(caption.image_key, set())
         key = sentence_key(caption.text)
@@ -315,10 +315,10 @@ def _distinct_per_image(captions: list[Caption]) -> list[Caption]:
     return kept
 
 
-def _read_jsonl(path: Path, raw: str) -> list[Caption]:
+def _read_jsonl(path: Path, raw: str) -> list[CaptionText]:
     root = path.parent.resolve()
     allowed = {"image", "label", "split", "text", "id"}
-    captions: list[Caption] = []
+    captions: list[CaptionText] = []
     counts: dict[str, int] = {}
     labels: dict[str, str] = {}
     keys: set[str] = set()
@@ -355,18 +355,18 @@ def _read_jsonl(path: Path, raw: str) -> list[Caption]:
         if key in keys:
             raise SpeechError(f"{where}: id {key!r} used twice; ids must be unique")
         keys.add(key)
-        captions.append(Caption(key=key, image=(root / record["image"]).resolve(), image_key=image_key,
+        captions.append(CaptionText(key=key, image=(root / record["image"]).resolve(), image_key=image_key,
                                 index=index, label=record["label"], split=record["split"], text=text or "",
                                 line=number, where=where))
     return captions
 
 
-def _read_ucm(path: Path, data: dict[str, Any]) -> list[Caption]:
+def _read_ucm(path: Path, data: dict[str, Any]) -> list[CaptionText]:
     root = path.parent.resolve()
     items = data["items"]
     if not isinstance(items, list):
         raise SpeechError(f"{path}: 'items' must be a list")
-    captions: list[Caption] = []
+    captions: list[CaptionText] = []
     number = 0
     for i, item in enumerate(items, start=1):
         where_item = f"{path}, item {i}"
@@ -381,7 +381,7 @@ def _read_ucm(path: Path, data: dict[str, Any]) -> list[Caption]:
         image_key = str(Path(item["image"]).with_suffix("")).replace("\\", "/")
         for k, text in enumerate(item["captions"]):
             number += 1
-            captions.append(Caption(key=f"{image_key}#{k}", image=(root / item["image"]).resolve(),
+            captions.append(CaptionText(key=f"{image_key}#{k}", image=(root / item["image"]).resolve(),
                                     image_key=image_key, index=k, label=item["class"], split=item["split"],
                                     text=text if isinstance(text, str) else "", line=number,
                                     where=f"{where_item} caption {k + 1}"))
@@ -495,7 +495,7 @@ def _slug(text: str, limit: int = 60) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:limit] or "x"
 
 
-def plan_utterance(caption: Caption, config: SpeakConfig, out_dir: Path) -> Utterance:
+def plan_utterance(caption: CaptionText, config: SpeakConfig, out_dir: Path) -> Utterance:
     """Choose voice, rate, pitch and effects for one caption and name its file (pure and deterministic)."""
     voices = config.voices_for(caption.split)
     order = _generator(config.seed, "voice", caption.split, caption.image_key).permutation(len(voices))
