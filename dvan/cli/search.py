@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dvan.cli._library_common import StageBars, add_model_options, format_bounds
+from dvan.cli._library_common import add_model_options, format_bounds, prepare_projections
 from dvan.errors import ModelPackageMissingError
 
 if TYPE_CHECKING:  # the parser is built without torch; run() imports what a search needs
@@ -67,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
     """Encode the query, prepare projections if needed, print the ranked tiles (and export them with ``--out``)."""
     from dvan.audio.record import RECORD_RATE
     from dvan.library.store import Library
-    from dvan.progress import CancelToken
     from dvan.search.engine import SearchEngine, check_bbox, check_top, load_search_model
     from dvan.search.export import check_export_target, export_format, export_results, records_from_hits
 
@@ -85,13 +84,7 @@ def run(args: argparse.Namespace) -> int:
     heard_error: str | None = None
     with Library.open(args.library) as library:
         engine = SearchEngine(library, bundle, backend=args.backend)
-        if engine.needs_projection:
-            print("computing projections for this model from the stored features (once)", file=sys.stderr)
-            bars = StageBars(disable=args.json)
-            try:
-                engine.prepare(bars, CancelToken())
-            finally:
-                bars.close()
+        prepare_projections(engine, quiet=args.json)
         mode = _mode(args, engine)
         recording = None
         if args.text is not None:

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from dvan.data.manifest import SPLITS, ManifestEntry, write_manifest
+from dvan.data.manifest import SPLITS, ManifestEntry, json_object_line, write_manifest
 from dvan.data.voices import DEFAULT_VOICES
 from dvan.errors import SpeechError
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
@@ -326,12 +326,7 @@ def _read_jsonl(path: Path, raw: str) -> list[CaptionText]:
         if not line.strip():
             continue
         where = f"{path}, line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SpeechError(f"{where}: not valid JSON ({exc.msg}); each line must be one JSON object") from exc
-        if not isinstance(record, dict):
-            raise SpeechError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        record = json_object_line(line, where, SpeechError)
         unknown = sorted(set(record) - allowed)
         if unknown:
             raise SpeechError(f"{where}: unknown field(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
