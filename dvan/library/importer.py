@@ -262,7 +262,7 @@ def _plan(library: Library, files: list[Path], tile_size: int, overlap: int, rep
         except OSError as exc:
             report.failed.append((path, f"cannot read ({exc.strerror})"))
             continue
-        kind = "added"
+        kind: Literal["added", "reindexed", "resumed"] = "added"
         done: set[tuple[int, int, int, int]] = set()
         source_id: int | None = None
         if existing is not None:
