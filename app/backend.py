@@ -31,11 +31,6 @@ MAX_CAPTIONS = 50
 LIBRARY_WAIT_S = 120.0
 
 
-def is_trained(info: dict[str, Any]) -> bool:
-    """Whether a checkpoint's info marks it as trained (``"trained": true``)."""
-    return info.get("trained") is True
-
-
 def _tile_info(tile: Any) -> TileInfo:
     window = tile.window.as_tuple() if hasattr(tile.window, "as_tuple") else tuple(tile.window)
     return TileInfo(id=int(tile.id), source=Path(tile.source), window=window, crs=tile.crs,
@@ -58,32 +53,6 @@ def reserve_gui_core() -> int:
     if torch.get_num_threads() > threads:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
-
-
-#: Digital silence put around a recorded query, in seconds (rounded to whole analysis hops).
-QUERY_PADDING_S = 0.3
-
-
-def frame_recording(samples: np.ndarray, rate: int, model_rate: int, hop: int) -> np.ndarray:
-    """A recording as the search sees it: its signal between a fixed margin of digital silence.
-
-    A device opened before it delivers signal (a sound server's idle source, a USB microphone
-    starting up) fills the first blocks with exact zeros, as many as happened to pass; a real
-    microphone never produces exact zeros otherwise. They are cut, and the same margin of zeros is
-    put back on both ends: ``QUERY_PADDING_S`` rounded to a whole number of the front end's hops.
-    The same speech then gives the same features however long before it the button was pressed,
-    and the same as a file of that speech with that margin (the front end's level trimming cuts at
-    hop boundaries counted from the start, so a margin of another length would shift its frames).
-    """
-    data = np.asarray(samples, dtype=np.float32).reshape(-1)
-    nonzero = np.flatnonzero(data)
-    if nonzero.size == 0:
-        return data
-    core = data[nonzero[0]: nonzero[-1] + 1]
-    hops = max(1, round(QUERY_PADDING_S * model_rate / hop))
-    pad = int(round(hops * hop * rate / model_rate))
-    margin = np.zeros(pad, dtype=np.float32)
-    return np.concatenate([margin, core, margin])
 
 
 class Backend:
@@ -235,7 +204,7 @@ class Backend:
 
     def model_status(self) -> ModelStatus:
         """The active model: is there one, is it trained."""
-        from dvan.model.metadata import read_checkpoint_metadata
+        from dvan.model.metadata import is_trained, read_checkpoint_metadata
 
         path = self.model_checkpoint()
         if not path.is_file():
@@ -372,9 +341,7 @@ class Backend:
         """
         engine = self.engine()
         started = time.perf_counter()
-        audio = engine.bundle.config.audio
-        framed = frame_recording(samples, int(rate), int(audio.sample_rate), int(audio.hop_length))
-        query = engine.encode_recording(framed, int(rate))
+        query = engine.encode_recording(samples, int(rate))
         return self._search(engine, query, started, source, top_k)
 
     def search_file(self, path: str | Path, top_k: int = MAX_HITS) -> SearchOutcome:
@@ -424,9 +391,7 @@ class Backend:
             return Heard(text=transcript.text, seconds=heard_s)
         try:
             if isinstance(query, tuple):
-                audio = engine.bundle.config.audio
-                framed = frame_recording(query[0], int(query[1]), int(audio.sample_rate), int(audio.hop_length))
-                spoken = engine.encode_recording(framed, int(query[1]))
+                spoken = engine.encode_recording(query[0], int(query[1]))
             else:
                 spoken = engine.encode_file(query)
             refined = self._search(engine, engine.for_mode(mode, spoken, transcript.text), started, source, top_k)

@@ -35,8 +35,8 @@ from app.types import CaptionHit
 from app.widgets import DropArea, DropFilter, ImageLabel, paint_probability_bar
 from app.worker import Worker
 from dvan.errors import DvanError
+from dvan.library.files import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".bmp", ".gif", ".webp")
 HIT_ROLE = Qt.ItemDataRole.UserRole + 1
 HEADING = "Spoken captions of the library, ranked by matching probability. Click one to hear it."
 

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dvan.audio.io import AUDIO_SUFFIXES
 from dvan.data.manifest import ManifestEntry, read_manifest, write_manifest
 from dvan.errors import ManifestError
+from dvan.library.files import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".jp2", ".bmp"})
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg"})
 FOLDER_MANIFEST = "dvan_collection.jsonl"
 
 

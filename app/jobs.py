@@ -156,7 +156,7 @@ def fine_tune(manifest: str | Path, preset: str, epochs: int, out_dir: str | Pat
     augmentation, schedule) is the preset's. Without ``base`` the preset's own model is trained
     from scratch.
     """
-    from dvan.model.checkpoint import read_checkpoint_metadata
+    from dvan.model.checkpoint import read_validated_metadata
     from dvan.train.config import make_train_config
     from dvan.train.loop import train
 
@@ -167,7 +167,7 @@ def fine_tune(manifest: str | Path, preset: str, epochs: int, out_dir: str | Pat
     config = make_train_config(preset, **overrides)
     init = None
     if base is not None and Path(base).is_file():
-        model_config, _ = read_checkpoint_metadata(base)
+        model_config, _ = read_validated_metadata(base)
         config = dataclasses.replace(config, model=model_config)
         init = Path(base)
     return train(manifest, config, out_dir, progress=progress, cancel=cancel, device=device, resume=resume,

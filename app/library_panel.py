@@ -32,11 +32,10 @@ from app.types import ImportReport
 from app.widgets import JobBar
 from app.worker import Worker
 from dvan.errors import DvanError
+from dvan.library.files import RASTER_SUFFIXES as IMAGERY_SUFFIXES
 from dvan.progress import Progress
 
 STATUS_COLOURS = {"imported": "#7bd88f", "skipped": "#b0b0b0", "failed": "#ff8a80"}
-#: Files that make a folder look like imagery to import rather than a library.
-IMAGERY_SUFFIXES = (".tif", ".tiff", ".jp2", ".png", ".jpg", ".jpeg", ".img", ".vrt")
 
 
 def _not_a_library(path: Path) -> str:

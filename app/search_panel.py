@@ -63,13 +63,12 @@ from app.thumbs import ImageCache
 from app.types import Heard, Hit, SearchOutcome, TileInfo
 from app.widgets import DropArea, DropFilter, ImageLabel, LevelMeter, microphone_icon, paint_probability_bar
 from app.worker import Worker
+from dvan.audio.io import AUDIO_SUFFIXES
 from dvan.audio.vad import check_speech
 from dvan.errors import DvanError
 
 #: MIME type of a dragged result tile (payload: the tile id as ASCII).
 TILE_MIME = "application/x-dvan-tile-id"
-#: Audio files accepted as a query.
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
 #: Results shown in the grid (the map highlights fewer).
 MAX_RESULTS = 200
 

@@ -133,7 +133,7 @@ def checkpoint_of(name: str) -> Path:
 
 def keep_ucm_model() -> None:
     """Keep the UCM-only default model as run ``ucm`` before an export replaces it."""
-    from dvan.model.checkpoint import read_checkpoint_metadata
+    from dvan.model.metadata import read_checkpoint_metadata
 
     target = RUNS / "ucm" / "best.safetensors"
     if target.is_file() or not PREVIOUS_DEFAULT.is_file():
@@ -146,9 +146,9 @@ def keep_ucm_model() -> None:
 
 def prepare(device: str) -> None:
     """Fill the feature cache: every image once, every caption under every audio config, augmented copies."""
+    from dvan.data.features import FeatureCache
     from dvan.data.manifest import read_manifest
     from dvan.model.image_branch import create_backbone
-    from dvan.train.cache import FeatureCache
 
     keep_ucm_model()
     cache = FeatureCache(CACHE)

@@ -62,7 +62,7 @@ def measure(size: int, device: torch.device, repeats: int) -> dict[str, float]:
     row = {"tiles": size, "naive_ms": naive_s * 1000, "decomposed_ms": decomposed_s * 1000,
            "ratio": naive_s / decomposed_s, "max_abs_difference": difference}
     if device.type == "cpu":
-        from dvan.model.fast_scoring import fast_logits
+        from dvan.search.kernels import fast_logits
 
         gallery_np = gallery.numpy()
         direction, offset = (t.numpy() for t in scorer.decision_vector())

@@ -172,12 +172,12 @@ def project(bundle: Any, manifest: Path, split: str, cache_dir: Path) -> Scored:
     """Audio, transcript and manifest-word query projections of a manifest's split."""
     import torch
 
+    from dvan.data.features import FeatureCache
+    from dvan.data.split import load_split
     from dvan.eval.evaluate import encode_queries
     from dvan.eval.wer import word_error_rate
-    from dvan.query.train_text import embed_texts
+    from dvan.query.text import embed_texts
     from dvan.query.transcribe import get_recogniser, transcribe_files
-    from dvan.train.cache import FeatureCache
-    from dvan.train.data import load_split
 
     cache = FeatureCache(cache_dir)
     data = load_split(read_manifest(manifest), split, bundle.config, cache, lambda: bundle.backbone)
@@ -285,7 +285,7 @@ def write_table(args: argparse.Namespace, config: Any, rows: dict[str, dict[str,
 def run_select_mode(args: argparse.Namespace) -> int:
     """Pick the hybrid weight and the default mode on unseen-voice validation; rewrite the text branch."""
     from dvan.query.text import combine, write_with_text_branch
-    from dvan.query.train_text import HYBRID_GRID
+    from dvan.train.text import HYBRID_GRID
 
     bundle = load_model(args.model)
     per_dataset: dict[str, dict[str, Any]] = {}

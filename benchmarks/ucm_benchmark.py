@@ -227,9 +227,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 def prepare(device: str) -> None:
     """Fill the feature cache: every image once, every caption under every run's audio config."""
+    from dvan.data.features import FeatureCache
     from dvan.data.manifest import read_manifest
     from dvan.model.image_branch import create_backbone
-    from dvan.train.cache import FeatureCache
 
     cache = FeatureCache(CACHE)
     printer = _progress_printer("prepare")

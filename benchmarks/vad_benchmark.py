@@ -158,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from dvan.audio.features import waveform_features
+    from dvan.data.features import FeatureCache
     from dvan.errors import AudioError
     from dvan.model.factory import create_model
-    from dvan.train.cache import FeatureCache
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)

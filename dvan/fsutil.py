@@ -1,8 +1,9 @@
-"""File-system helpers shared by the writers: disk-full detection and leftovers of killed writes."""
+"""File-system helpers shared by the writers: disk-full detection, leftovers of killed writes, file digests."""
 
 from __future__ import annotations
 
 import errno
+import hashlib
 from pathlib import Path
 
 #: errno values that mean "no room left", whatever the file system calls it.
@@ -39,3 +40,12 @@ def remove_leftovers(folder: Path) -> list[Path]:
             entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

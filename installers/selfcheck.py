@@ -291,7 +291,7 @@ def smoke_search() -> str:
     order = np.argsort(-probability)
     detail = f"{what} ranked {order.tolist()} (p = {', '.join(f'{p:.3f}' for p in probability[order])}), MFCC {mfcc_s:.1f} s"
     try:
-        from dvan.model.fast_scoring import fast_logits
+        from dvan.search.kernels import fast_logits
     except ImportError:
         return detail + "; fused kernel not in this version"
     logits = fast_logits(gallery.numpy(), query[0].numpy(), direction.numpy(), float(offset))

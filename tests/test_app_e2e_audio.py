@@ -4,7 +4,7 @@ The fixture starts a private PulseAudio server (user mode, also as root) with a 
 sink ``vspk`` and a source ``vmic`` remapped from its monitor, both set as defaults. The test
 holds the app's hold-to-speak button, plays a spoken query into ``vspk`` with ``paplay``,
 releases, and checks that the app shows exactly the ranking and probabilities ``dvan search --wav``
-prints for the same WAV (the recording is sample-exact; :func:`app.backend.frame_recording` puts it
+prints for the same WAV (the recording is sample-exact; :func:`dvan.audio.record.frame_recording` puts it
 between the same margin of digital silence as the WAV). It skips, saying why, only where
 PulseAudio cannot be started.
 """
@@ -89,3 +89,61 @@ def test_hold_to_speak_through_the_virtual_microphone(virtual_microphone: Virtua
         assert probability == pytest.approx(hit["probability"], abs=1e-6)
     print(f"key-release to results: {panel.last_latency_ms:.0f} ms")
     window.close()
+
+
+def test_cli_record_and_the_app_rank_one_recording_alike(virtual_microphone: VirtualMicrophone,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dvan search --record`` and the app's backend frame a recording alike, so they rank it alike.
+
+    The CLI records from the default device (the virtual microphone) while the query plays into it,
+    starting a moment after the device opened, as a user speaks after pressing Enter: the recording
+    holds digital silence before and after the speech. The app's backend then ranks those very
+    samples, and both must give the ranking ``dvan search --wav`` gives for the file.
+    """
+    import threading
+
+    import numpy as np
+    import soundfile as sf
+
+    import dvan.cli.search as cli_search
+    from dvan.audio.record import record_query
+    from dvan.cli.main import main
+
+    world = app_world()
+    wav = world["query_stripes"]
+    speech_s = sf.info(str(wav)).duration
+    recordings: list[np.ndarray] = []
+    players: list[object] = []
+
+    import sounddevice
+
+    sounddevice.query_devices()  # PortAudio loaded before the clock starts: a slow start would miss the speech
+
+    def record_while_the_query_plays(seconds: float) -> np.ndarray:
+        speaker = threading.Timer(1.0, lambda: players.append(virtual_microphone.play(wav)))
+        speaker.start()
+        try:
+            samples = record_query(seconds)  # the real PortAudio recording the CLI makes
+        finally:
+            speaker.join()
+        recordings.append(samples)
+        return samples
+
+    monkeypatch.setattr(cli_search, "record_query", record_while_the_query_plays)
+    capsys.readouterr()
+    assert main(["search", str(world["library"]), "--record", f"{speech_s + 3.0:.2f}", "--model",
+                 str(world["model"]), "--top", "10", "--json", "--device", "cpu", "--mode", "audio",
+                 "--no-transcript"]) == 0
+    from_cli = json.loads(capsys.readouterr().out)["hits"]
+    [recorded] = recordings
+    sounding = np.flatnonzero(recorded)
+    assert sounding.size and sounding[0] > 1600 and sounding[-1] < recorded.size - 1600, \
+        "the recording should hold silence before and after the speech"
+
+    from_app = make_backend(world).search_waveform(recorded, 16000).hits[:10]  # type: ignore[attr-defined]
+    from_file = cli_ranking(world["library"], world["model"], wav, 10, capsys)
+    assert [hit["id"] for hit in from_cli] == [hit.tile.id for hit in from_app] == [hit["id"] for hit in from_file]
+    for cli_hit, app_hit, file_hit in zip(from_cli, from_app, from_file, strict=True):
+        assert cli_hit["probability"] == pytest.approx(app_hit.probability, abs=1e-6)
+        assert cli_hit["probability"] == pytest.approx(file_hit["probability"], abs=1e-6)

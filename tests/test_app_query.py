@@ -21,7 +21,7 @@ def world() -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def text_backend(world: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     """A backend on the world's model with a text branch added."""
-    from dvan.query.train_text import TextTrainConfig, train_text_branch
+    from dvan.train.text import TextTrainConfig, train_text_branch
 
     out = tmp_path_factory.mktemp("model") / "with_text.safetensors"
     train_text_branch(world["model"], [world["manifest"]], out, TextTrainConfig(epochs=60, batch_size=8, lr=1e-2),

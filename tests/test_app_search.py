@@ -207,7 +207,7 @@ def test_untrained_model_never_shows_results(qtbot, world, tmp_path: Path) -> No
 
 
 def test_a_recording_searches_like_its_file_however_late_the_speech_starts(backend, world) -> None:
-    from app.backend import frame_recording
+    from dvan.audio.record import frame_recording
 
     samples, rate = sf.read(world["query_stripes"], dtype="float32")
     from_file = backend.search_file(world["query_stripes"])

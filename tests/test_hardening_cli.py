@@ -270,9 +270,9 @@ def test_audio_that_is_a_folder_or_a_fifo_is_called_what_it_is(tmp_path: Path, t
 def test_float_audio_at_1e30_gives_the_features_of_the_same_sound(tmp_path: Path) -> None:
     from dvan.audio.features import waveform_features
     from dvan.audio.io import read_audio
-    from dvan.model.checkpoint import read_checkpoint_metadata
+    from dvan.model.checkpoint import read_validated_metadata
 
-    config, _ = read_checkpoint_metadata(default_model_path())
+    config, _ = read_validated_metadata(default_model_path())
     rng = np.random.default_rng(0)
     t = np.arange(16000) / 16000
     sound = (0.5 * np.sin(2 * np.pi * 220 * t * (1 + t)) + 0.01 * rng.normal(size=t.size)).astype(np.float32)

@@ -12,7 +12,7 @@ import torch
 from dvan.config import AudioConfig, ModelConfig, paper_config
 from dvan.errors import CheckpointError, CheckpointMismatchError, WeightsNotFoundError
 from dvan.model.audio_branch import PaperAudioBranch, TimeConvAudioBranch
-from dvan.model.checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint
+from dvan.model.checkpoint import load_checkpoint, read_validated_metadata, save_checkpoint
 from dvan.model.dvan import DVAN
 from dvan.model.factory import create_model
 from dvan.model.fusion import FusionScorer, naive_probability
@@ -146,7 +146,7 @@ def test_checkpoint_with_foreign_weights_is_refused(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
     path = save_checkpoint(DVAN(paper_config()), tmp_path / "m.safetensors")
-    config, _ = read_checkpoint_metadata(path)
+    config, _ = read_validated_metadata(path)
     metadata = {"dvan_format": "1", "dvan_config": json.dumps(config.to_dict()), "dvan_info": "{}"}
     save_file({"fusion.classifier.weight": torch.zeros(3, 3)}, str(tmp_path / "bad.safetensors"), metadata=metadata)
     with pytest.raises(CheckpointMismatchError, match="do not fit"):
@@ -193,7 +193,7 @@ def test_cuda_model_forward() -> None:
 
 
 def test_fast_cpu_kernel_equals_naive_fusion() -> None:
-    from dvan.model.fast_scoring import fast_logits
+    from dvan.search.kernels import fast_logits
 
     torch.manual_seed(1)
     scorer = FusionScorer(1280, 1024, 512)

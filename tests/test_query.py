@@ -32,7 +32,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def with_text(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     """checkpoint(0, trained) plus a text branch trained on the tiny collection."""
-    from dvan.query.train_text import TextTrainConfig, train_text_branch
+    from dvan.train.text import TextTrainConfig, train_text_branch
 
     out = tmp_path_factory.mktemp("text") / "with_text.safetensors"
     result = train_text_branch(checkpoint(0, trained=True), [tiny], out, TextTrainConfig(epochs=60, batch_size=8, lr=1e-2),

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from dvan.audio import spectral
-from dvan.audio.features import file_features, recording_features
+from dvan.audio.features import file_features, waveform_features
 from dvan.audio.io import read_audio, resample
 from dvan.config import AudioConfig
 from dvan.resources import default_model_path, resources_dir
@@ -87,8 +87,8 @@ def test_short_utterances_take_a_narrower_delta_like_librosa() -> None:
     speech = read_audio(QUERIES[0])[1000:1400]  # 25 ms of speech, then digital silence the trimming cuts
     waveform = np.concatenate([speech, np.zeros(1700, np.float32)])
     config = AudioConfig(representation="mfcc_stack")
-    theirs = recording_features(waveform, 16000, config, backend="librosa")
-    ours = recording_features(waveform, 16000, config, backend="numpy")
+    theirs = waveform_features(waveform, config, backend="librosa")
+    ours = waveform_features(waveform, config, backend="numpy")
     assert ours.frames == theirs.frames == 8  # an even count: librosa's delta then takes width 7
     np.testing.assert_allclose(ours.grid, theirs.grid, atol=2e-4)
 

@@ -11,13 +11,13 @@ import pytest
 from safetensors.torch import load_file
 
 from dvan.cli.main import main
+from dvan.data.features import FeatureCache
 from dvan.errors import Cancelled, TrainingError
 from dvan.eval.plots import plot_pr_comparison
 from dvan.model.factory import create_model
 from dvan.progress import CancelToken, Progress
 from dvan.train import make_train_config, train
 from dvan.train.augment import spec_augment, time_stretch
-from dvan.train.cache import FeatureCache
 from dvan.train.config import AugmentConfig, TrainConfig
 
 
@@ -187,9 +187,9 @@ def test_cropped_grid_batches_match_the_front_end(tiny: dict[str, Path]) -> None
     import torch
 
     from dvan.audio.features import AudioFrontEnd
+    from dvan.data.split import batch_input
     from dvan.model.dvan import DVAN
     from dvan.train.config import dvan_plus_audio
-    from dvan.train.data import batch_input
 
     config = replace(make_train_config("dvan-plus").model, audio=dvan_plus_audio("mfcc_stack"))
     audio = sorted((tiny["manifest"].parent / "audio").glob("*.wav"))[:5]
@@ -205,7 +205,7 @@ def test_cropped_grid_batches_match_the_front_end(tiny: dict[str, Path]) -> None
     with torch.no_grad():
         torch.testing.assert_close(model.query_projection(cropped), model.query_projection(full), atol=1e-5, rtol=1e-5)
     # the cache key follows every setting that shapes the grid, but not the layout
-    from dvan.train.cache import audio_config_key
+    from dvan.data.features import audio_config_key
 
     assert audio_config_key(config.audio) == audio_config_key(replace(config.audio, layout="flat"))
     assert audio_config_key(config.audio) != audio_config_key(replace(config.audio, hop_length=160))

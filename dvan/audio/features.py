@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from dvan.audio import spectral
-from dvan.audio.io import prepare_waveform, read_audio
+from dvan.audio.io import prepare_waveform, read_audio, validate_samples
+from dvan.audio.record import frame_recording
 from dvan.config import AudioConfig
 from dvan.errors import SilentAudioError
 
@@ -140,8 +141,16 @@ def file_features(path: str | Path, config: AudioConfig, backend: FeatureBackend
 
 def recording_features(samples: np.ndarray, source_rate: int, config: AudioConfig,
                        backend: FeatureBackend = "librosa") -> AudioFeatures:
-    """Features of samples from a microphone or other in-memory source."""
-    waveform = prepare_waveform(samples, source_rate, config.sample_rate, source="recording")
+    """Features of samples from a microphone or other in-memory source.
+
+    Once validated (as delivered, so a recording too short is refused), the samples are framed at
+    their own rate, before resampling (:func:`dvan.audio.record.frame_recording`): the device's
+    leading and trailing digital silence is replaced by a fixed margin, so a recording gives the
+    features of its speech however long before the speech recording started.
+    """
+    validated = validate_samples(samples, source_rate, source="recording")
+    framed = frame_recording(validated, source_rate, config.sample_rate, config.hop_length)
+    waveform = prepare_waveform(framed, source_rate, config.sample_rate, source="recording")
     return waveform_features(waveform, config, source="recording", backend=backend)
 
 

@@ -20,6 +20,9 @@ import soundfile as sf
 
 from dvan.errors import AudioDecodeError, SilentAudioError
 
+#: File name endings of the audio files read as speech (libsndfile's WAV, FLAC and Ogg Vorbis).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga")
+
 #: Peak amplitude under which a waveform counts as digital silence (-80 dBFS).
 SILENCE_PEAK = 1e-4
 #: Shortest audio worth analysing, in seconds (a few frames are needed for derivatives).
@@ -80,6 +83,19 @@ def prepare_waveform(data: np.ndarray, source_rate: int, sample_rate: int = 1600
     Returns:
         1-D float32 array at ``sample_rate``.
     """
+    samples = validate_samples(data, source_rate, source)
+    if source_rate != sample_rate:
+        samples = resample(samples, source_rate, sample_rate)
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def validate_samples(data: np.ndarray, source_rate: int, source: str = "audio") -> np.ndarray:
+    """Samples as 1-D float32 at their own rate, downmixed and validated (the first half of :func:`prepare_waveform`).
+
+    Raises:
+        AudioDecodeError: not audio samples, empty, too short, NaN or Inf.
+        SilentAudioError: only digital silence (or nearly).
+    """
     samples = np.asarray(data)
     if np.issubdtype(samples.dtype, np.integer):
         scale = float(np.iinfo(samples.dtype).max) + 1.0
@@ -114,9 +130,7 @@ def prepare_waveform(data: np.ndarray, source_rate: int, sample_rate: int = 1600
     samples = samples.astype(np.float32, copy=False)
     if peak < SILENCE_PEAK:
         raise SilentAudioError(f"{source}: the audio is silent (peak {peak:.1e}); check the microphone and record again")
-    if source_rate != sample_rate:
-        samples = resample(samples, source_rate, sample_rate)
-    return np.ascontiguousarray(samples, dtype=np.float32)
+    return samples
 
 
 def resample(samples: np.ndarray, source_rate: int, sample_rate: int) -> np.ndarray:

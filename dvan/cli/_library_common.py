@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dvan.progress import Progress, TqdmProgress
+from dvan.progress import CancelToken, Progress, TqdmProgress
 from dvan.resources import default_model_path
 
 if TYPE_CHECKING:  # torch is imported by the commands that load a model, not by the parsers
     from dvan.model.factory import ModelBundle
+    from dvan.search.engine import SearchEngine
 
 #: Unit shown by the progress bar of each stage.
 STAGE_UNITS = {"scan": "file", "import": "tile", "reproject": "tile", "captions": "caption"}
@@ -55,6 +57,21 @@ def optional_model(checkpoint: Path | None, device: str) -> ModelBundle | None:
     if default_model_path().is_file():
         return create_model(checkpoint=default_model_path(), device=device)
     return None
+
+
+def prepare_projections(engine: SearchEngine, quiet: bool) -> None:
+    """Compute the library's projections for the engine's model from its stored features, if it lacks them.
+
+    Says so on stderr, with a progress bar per stage unless ``quiet``.
+    """
+    if not engine.needs_projection:
+        return
+    print("computing projections for this model from the stored features (once)", file=sys.stderr)
+    bars = StageBars(disable=quiet)
+    try:
+        engine.prepare(bars, CancelToken())
+    finally:
+        bars.close()
 
 
 def format_bounds(bounds: tuple[float, float, float, float] | None) -> str:

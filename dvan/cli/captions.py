@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from dvan.cli._library_common import StageBars, add_model_options
+from dvan.cli._library_common import add_model_options, prepare_projections
 from dvan.errors import DvanError
 
 
 def run(args: argparse.Namespace) -> int:
     """Rank the captions and print them."""
     from dvan.library.store import Library
-    from dvan.progress import CancelToken
     from dvan.search.engine import SearchEngine, check_top, load_search_model
 
     check_top(args.top)
@@ -25,13 +23,7 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_search_model(args.model, args.device, args.allow_untrained)
     with Library.open(args.library) as library:
         engine = SearchEngine(library, bundle)
-        if engine.needs_projection:
-            print("computing projections for this model (once)", file=sys.stderr)
-            bars = StageBars(disable=args.json)
-            try:
-                engine.prepare(bars, CancelToken())
-            finally:
-                bars.close()
+        prepare_projections(engine, quiet=args.json)
         image = args.tile if args.tile is not None else args.image
         hits = engine.captions(image, top_k=args.top)
     what = f"tile {args.tile}" if args.tile is not None else str(args.image)

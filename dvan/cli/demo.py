@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dvan.cli._library_common import StageBars
+from dvan.cli._library_common import StageBars, prepare_projections
 from dvan.cli.search import print_tile_hits
 from dvan.errors import CheckpointError
 from dvan.resources import default_model_path
@@ -45,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
         bars.close()
     with Library.open(path) as library:
         engine = SearchEngine(library, bundle)
-        if engine.needs_projection:
-            engine.prepare()
+        prepare_projections(engine, quiet=True)
         print(f"demo library {path}: {library.info()['tiles']} tiles (UC Merced test images; coordinates are "
               "illustrative)")
         note = "" if engine.trained else "  [UNTRAINED MODEL: rankings are meaningless]"

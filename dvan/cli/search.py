@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dvan.cli._library_common import StageBars, add_model_options, format_bounds
+from dvan.cli._library_common import add_model_options, format_bounds, prepare_projections
 from dvan.errors import ModelPackageMissingError
 
 if TYPE_CHECKING:  # the parser is built without torch; run() imports what a search needs
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the parser is built without torch; run() imports what a sea
 
 def record_query(seconds: float) -> np.ndarray:
     """``seconds`` of the default microphone at the query rate (sounddevice loads only when recording)."""
-    from dvan.search.record import record_query as record
+    from dvan.audio.record import record_query as record
 
     return record(seconds)
 
@@ -54,9 +54,9 @@ def speech_of(recording: np.ndarray) -> np.ndarray:
     Raises:
         SilentAudioError: nothing was said.
     """
+    from dvan.audio.record import RECORD_RATE
     from dvan.audio.vad import check_speech
     from dvan.errors import SilentAudioError
-    from dvan.search.record import RECORD_RATE
 
     check = check_speech(recording, RECORD_RATE)
     if not check.has_speech:
@@ -66,8 +66,8 @@ def speech_of(recording: np.ndarray) -> np.ndarray:
 
 def _transcribe(args: argparse.Namespace, device: str, recording: Any) -> Any:
     """The transcript of the spoken query (a :class:`dvan.query.transcribe.Transcript`)."""
+    from dvan.audio.record import RECORD_RATE
     from dvan.query.transcribe import get_recogniser
-    from dvan.search.record import RECORD_RATE
 
     recogniser = get_recogniser(device)
     if recording is not None:
@@ -87,11 +87,10 @@ def run(args: argparse.Namespace) -> int:
         from dvan.cluster.runtime import require_ray
 
         require_ray()  # before torch loads: a missing extra is a one-line error
+    from dvan.audio.record import RECORD_RATE
     from dvan.cluster.sharded_search import open_search
-    from dvan.progress import CancelToken
     from dvan.search.engine import check_bbox, check_top, load_search_model
     from dvan.search.export import check_export_target, export_format, export_results, records_from_hits
-    from dvan.search.record import RECORD_RATE
 
     check_top(args.top)
     if args.bbox:
@@ -106,13 +105,7 @@ def run(args: argparse.Namespace) -> int:
     heard: Any = None
     heard_error: str | None = None
     with open_search(args.library, bundle, args.backend, args.ray, args.workers) as engine:
-        if engine.needs_projection:
-            print("computing projections for this model from the stored features (once)", file=sys.stderr)
-            bars = StageBars(disable=args.json)
-            try:
-                engine.prepare(bars, CancelToken())
-            finally:
-                bars.close()
+        prepare_projections(engine, quiet=args.json)
         mode = _mode(args, engine)
         recording = None
         if args.text is not None:

@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
     if args.init:
         from dataclasses import replace
 
-        from dvan.model.checkpoint import read_checkpoint_metadata
+        from dvan.model.checkpoint import read_validated_metadata
 
-        model_config, _ = read_checkpoint_metadata(args.init)
+        model_config, _ = read_validated_metadata(args.init)
         config = replace(config, model=model_config)
     bar = TqdmProgress(disable=args.quiet)
     try:

@@ -10,7 +10,7 @@ from dvan.progress import TqdmProgress
 
 def run(args: argparse.Namespace) -> int:
     """Train W_T, write the new checkpoint, print its validation numbers."""
-    from dvan.query.train_text import TextTrainConfig, train_text_branch
+    from dvan.train.text import TextTrainConfig, train_text_branch
 
     config = TextTrainConfig(epochs=args.epochs, seed=args.seed)
     bar = TqdmProgress(disable=args.quiet)

@@ -17,8 +17,9 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from dvan.errors import ManifestError
+from dvan.errors import DvanError, ManifestError
 
 SPLITS = ("train", "val", "test")
 REQUIRED = ("image", "audio", "label", "split")
@@ -46,6 +47,21 @@ class ManifestEntry:
     text: str | None = None
     speaker: str | None = None
     line: int = 0
+
+
+def json_object_line(line: str, where: str, error: type[DvanError]) -> dict[str, Any]:
+    """One line of a JSON Lines file (a manifest, a caption file) as the JSON object it must be.
+
+    Raises:
+        error: the line is not JSON, or not an object; the message starts with ``where``.
+    """
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: not valid JSON ({exc.msg}); each line must be one JSON object") from exc
+    if not isinstance(record, dict):
+        raise error(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
 
 
 def read_manifest(path: str | Path, check_files: bool = True) -> list[ManifestEntry]:
@@ -80,12 +96,7 @@ def read_manifest(path: str | Path, check_files: bool = True) -> list[ManifestEn
                                     "save the manifest as UTF-8") from exc
             if not raw.strip():
                 continue
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"{where}: not valid JSON ({exc.msg}); each line must be one JSON object") from exc
-            if not isinstance(record, dict):
-                raise ManifestError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            record = json_object_line(raw, where, ManifestError)
             missing = [k for k in REQUIRED if not record.get(k)]
             if missing:
                 raise ManifestError(f"{where}: missing {', '.join(missing)}; every line needs {', '.join(REQUIRED)}")

@@ -44,12 +44,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import soundfile as sf
 
-from dvan.data.manifest import SPLITS, ManifestEntry, write_manifest
+from dvan.data.manifest import SPLITS, ManifestEntry, json_object_line, write_manifest
 from dvan.data.voices import DEFAULT_VOICES
 from dvan.errors import SpeechError
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
@@ -172,8 +172,8 @@ class Voice:
 
 
 @dataclass(frozen=True)
-class Caption:
-    """One caption to speak.
+class CaptionText:
+    """One written caption to speak (the library's :class:`dvan.library.records.Caption` is a spoken one it holds).
 
     Attributes:
         key: stable identity of the caption: "<image path without extension>#<k>" or the line's "id".
@@ -202,7 +202,7 @@ class Caption:
 class Utterance:
     """The full synthesis plan of one caption: everything that shapes its audio file."""
 
-    caption: Caption
+    caption: CaptionText
     voice: Voice
     rate: int
     pitch: float
@@ -261,7 +261,7 @@ class _EngineFailure(Exception):
 # ---------------------------------------------------------------------------------------------- captions
 
 
-def read_captions(path: str | Path, distinct: bool = False) -> list[Caption]:
+def read_captions(path: str | Path, distinct: bool = False) -> list[CaptionText]:
     """Read a caption file: JSON Lines (one caption a line) or the UCM-captions JSON.
 
     Args:
@@ -299,9 +299,9 @@ def sentence_key(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
 
 
-def _distinct_per_image(captions: list[Caption]) -> list[Caption]:
+def _distinct_per_image(captions: list[CaptionText]) -> list[CaptionText]:
     seen: dict[str, set[str]] = {}
-    kept: list[Caption] = []
+    kept: list[CaptionText] = []
     for caption in captions:
         sentences = seen.setdefault(caption.image_key, set())
         key = sentence_key(caption.text)
@@ -315,10 +315,10 @@ def _distinct_per_image(captions: list[Caption]) -> list[Caption]:
     return kept
 
 
-def _read_jsonl(path: Path, raw: str) -> list[Caption]:
+def _read_jsonl(path: Path, raw: str) -> list[CaptionText]:
     root = path.parent.resolve()
     allowed = {"image", "label", "split", "text", "id"}
-    captions: list[Caption] = []
+    captions: list[CaptionText] = []
     counts: dict[str, int] = {}
     labels: dict[str, str] = {}
     keys: set[str] = set()
@@ -326,12 +326,7 @@ def _read_jsonl(path: Path, raw: str) -> list[Caption]:
         if not line.strip():
             continue
         where = f"{path}, line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SpeechError(f"{where}: not valid JSON ({exc.msg}); each line must be one JSON object") from exc
-        if not isinstance(record, dict):
-            raise SpeechError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        record = json_object_line(line, where, SpeechError)
         unknown = sorted(set(record) - allowed)
         if unknown:
             raise SpeechError(f"{where}: unknown field(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
@@ -355,18 +350,18 @@ def _read_jsonl(path: Path, raw: str) -> list[Caption]:
         if key in keys:
             raise SpeechError(f"{where}: id {key!r} used twice; ids must be unique")
         keys.add(key)
-        captions.append(Caption(key=key, image=(root / record["image"]).resolve(), image_key=image_key,
+        captions.append(CaptionText(key=key, image=(root / record["image"]).resolve(), image_key=image_key,
                                 index=index, label=record["label"], split=record["split"], text=text or "",
                                 line=number, where=where))
     return captions
 
 
-def _read_ucm(path: Path, data: dict[str, Any]) -> list[Caption]:
+def _read_ucm(path: Path, data: dict[str, Any]) -> list[CaptionText]:
     root = path.parent.resolve()
     items = data["items"]
     if not isinstance(items, list):
         raise SpeechError(f"{path}: 'items' must be a list")
-    captions: list[Caption] = []
+    captions: list[CaptionText] = []
     number = 0
     for i, item in enumerate(items, start=1):
         where_item = f"{path}, item {i}"
@@ -381,7 +376,7 @@ def _read_ucm(path: Path, data: dict[str, Any]) -> list[Caption]:
         image_key = str(Path(item["image"]).with_suffix("")).replace("\\", "/")
         for k, text in enumerate(item["captions"]):
             number += 1
-            captions.append(Caption(key=f"{image_key}#{k}", image=(root / item["image"]).resolve(),
+            captions.append(CaptionText(key=f"{image_key}#{k}", image=(root / item["image"]).resolve(),
                                     image_key=image_key, index=k, label=item["class"], split=item["split"],
                                     text=text if isinstance(text, str) else "", line=number,
                                     where=f"{where_item} caption {k + 1}"))
@@ -495,7 +490,7 @@ def _slug(text: str, limit: int = 60) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:limit] or "x"
 
 
-def plan_utterance(caption: Caption, config: SpeakConfig, out_dir: Path) -> Utterance:
+def plan_utterance(caption: CaptionText, config: SpeakConfig, out_dir: Path) -> Utterance:
     """Choose voice, rate, pitch and effects for one caption and name its file (pure and deterministic)."""
     voices = config.voices_for(caption.split)
     order = _generator(config.seed, "voice", caption.split, caption.image_key).permutation(len(voices))
@@ -596,6 +591,90 @@ def _is_done(path: Path) -> bool:
 # ---------------------------------------------------------------------------------------------- the job
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """What became of one planned utterance."""
+
+    kind: Literal["spoken", "reused", "skipped", "cancelled"]
+    reason: str = ""  # why it was skipped
+
+
+def _checked_arguments(config: SpeakConfig, jobs: int, limit: int | None, out_dir: str | Path) -> Path:
+    """The resolved OUT_DIR, once the config, voices, ``jobs`` and ``limit`` are known to be usable."""
+    config.validate()
+    check_voices(config.all_voices())
+    if jobs < 1:
+        raise SpeechError(f"jobs={jobs}: run at least one engine process")
+    if limit is not None and limit < 1:
+        raise SpeechError(f"limit={limit}: must be at least 1")
+    resolved = Path(out_dir).resolve()
+    if resolved.exists() and not resolved.is_dir():
+        raise SpeechError(f"{resolved}: OUT_DIR is an existing file, not a folder; pass a folder (created when missing)")
+    return resolved
+
+
+def _speak_one(utt: Utterance, config: SpeakConfig, workdir: Path, cancel: CancelToken) -> _Outcome:
+    """Speak one planned utterance into its WAV (or reuse the finished one)."""
+    caption = utt.caption
+    if cancel.cancelled:
+        return _Outcome("cancelled")
+    if not sentence_key(caption.text):
+        return _Outcome("skipped", "no words in the text; nothing to speak")
+    if not caption.image.is_file():
+        return _Outcome("skipped", f"image file {caption.image} does not exist")
+    if _is_done(utt.audio):
+        return _Outcome("reused")
+    try:
+        samples = _render(utt, config, workdir)
+    except _EngineFailure as exc:
+        return _Outcome("skipped", f"{utt.voice.spec}: {exc}")
+    _write_wav(utt.audio, samples, config.sample_rate)
+    return _Outcome("spoken")
+
+
+def _speak_all(plans: Sequence[Utterance], config: SpeakConfig, jobs: int, progress: ProgressCallback,
+               cancel: CancelToken) -> dict[int, _Outcome]:
+    """Outcome of every plan by index, ``jobs`` engine processes at once (a few plans queued ahead of each)."""
+    outcomes: dict[int, _Outcome] = {}
+    total = len(plans)
+    with tempfile.TemporaryDirectory(prefix="dvan-speak-") as tmp, ThreadPoolExecutor(max_workers=jobs) as pool:
+        workdir = Path(tmp)
+        pending: dict[Future[_Outcome], int] = {}
+        next_index = 0
+        done_count = 0
+        while next_index < total or pending:
+            while next_index < total and len(pending) < 4 * jobs and not cancel.cancelled:
+                pending[pool.submit(_speak_one, plans[next_index], config, workdir, cancel)] = next_index
+                next_index += 1
+            if not pending:
+                break
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                i = pending.pop(future)
+                outcomes[i] = future.result()
+                if outcomes[i].kind != "cancelled":
+                    done_count += 1
+                    progress(Progress("speak", done_count, total, f"{plans[i].voice.spec} {plans[i].audio.name}"))
+    return outcomes
+
+
+def _report(plans: Sequence[Utterance], outcomes: dict[int, _Outcome]) -> SpeakReport:
+    """The report of a finished run: manifest entries of spoken and reused captions, the skipped ones by line."""
+    report = SpeakReport(manifest=None)
+    for i, utt in enumerate(plans):
+        outcome = outcomes[i]
+        if outcome.kind == "skipped":
+            c = utt.caption
+            report.skipped.append(SkippedCaption(line=c.line, where=c.where, key=c.key, reason=outcome.reason))
+            continue
+        if outcome.kind == "spoken":
+            report.spoken += 1
+        else:
+            report.reused += 1
+        report.entries.append(utt.entry())
+    return report
+
+
 def speak_captions(
     captions_path: str | Path,
     out_dir: str | Path,
@@ -633,78 +712,19 @@ def speak_captions(
     started = time.monotonic()
     config = config or SpeakConfig()
     cancel = cancel or CancelToken()
-    config.validate()
-    check_voices(config.all_voices())
-    if jobs < 1:
-        raise SpeechError(f"jobs={jobs}: run at least one engine process")
-    if limit is not None and limit < 1:
-        raise SpeechError(f"limit={limit}: must be at least 1")
-    out_dir = Path(out_dir).resolve()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise SpeechError(f"{out_dir}: OUT_DIR is an existing file, not a folder; pass a folder (created when missing)")
+    out_dir = _checked_arguments(config, jobs, limit, out_dir)
     captions = read_captions(captions_path, distinct=distinct)
     if limit is not None:
         captions = captions[:limit]
     plans = [plan_utterance(caption, config, out_dir) for caption in captions]
-    report = SpeakReport(manifest=None)
-    total = len(plans)
-    progress(Progress("speak", 0, total, f"{total} captions"))
+    progress(Progress("speak", 0, len(plans), f"{len(plans)} captions"))
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SpeechError(f"{out_dir}: cannot create OUT_DIR ({exc.strerror or exc}); choose a writable folder") from exc
-    outcome: dict[int, str] = {}  # plan index -> "spoken" | "reused" | "skip:<reason>" | "cancelled"
-
-    def work(i: int, workdir: Path) -> tuple[int, str]:
-        utt = plans[i]
-        caption = utt.caption
-        if cancel.cancelled:
-            return i, "cancelled"
-        if not sentence_key(caption.text):
-            return i, "skip:no words in the text; nothing to speak"
-        if not caption.image.is_file():
-            return i, f"skip:image file {caption.image} does not exist"
-        if _is_done(utt.audio):
-            return i, "reused"
-        try:
-            samples = _render(utt, config, workdir)
-        except _EngineFailure as exc:
-            return i, f"skip:{utt.voice.spec}: {exc}"
-        _write_wav(utt.audio, samples, config.sample_rate)
-        return i, "spoken"
-
-    with tempfile.TemporaryDirectory(prefix="dvan-speak-") as tmp, ThreadPoolExecutor(max_workers=jobs) as pool:
-        workdir = Path(tmp)
-        pending: set[Future[tuple[int, str]]] = set()
-        next_index = 0
-        done_count = 0
-        while next_index < total or pending:
-            while next_index < total and len(pending) < 4 * jobs and not cancel.cancelled:
-                pending.add(pool.submit(work, next_index, workdir))
-                next_index += 1
-            if not pending:
-                break
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                i, result = future.result()
-                outcome[i] = result
-                if result != "cancelled":
-                    done_count += 1
-                    utt = plans[i]
-                    progress(Progress("speak", done_count, total, f"{utt.voice.spec} {utt.audio.name}"))
+    outcomes = _speak_all(plans, config, jobs, progress, cancel)
     cancel.raise_if_cancelled()
-
-    for i, utt in enumerate(plans):
-        result = outcome[i]
-        if result.startswith("skip:"):
-            c = utt.caption
-            report.skipped.append(SkippedCaption(line=c.line, where=c.where, key=c.key, reason=result[5:]))
-            continue
-        if result == "spoken":
-            report.spoken += 1
-        else:
-            report.reused += 1
-        report.entries.append(utt.entry())
+    report = _report(plans, outcomes)
     if not report.entries:
         first = report.skipped[0] if report.skipped else None
         why = f"; first problem: {first.where}: {first.reason}" if first else ""

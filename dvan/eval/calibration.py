@@ -155,11 +155,11 @@ def calibrate_checkpoint(checkpoint: str | Path, manifest: str | Path | Sequence
     Returns:
         The ``calibration`` record written.
     """
+    from dvan.data.features import FeatureCache
+    from dvan.data.split import load_split
     from dvan.eval.evaluate import score_split
     from dvan.model.checkpoint import save_checkpoint
     from dvan.model.factory import create_model
-    from dvan.train.cache import FeatureCache
-    from dvan.train.data import load_split
 
     bundle = create_model(checkpoint=checkpoint, device=device)
     entries = read_collections(manifest, labels or LabelPolicy())

@@ -34,7 +34,7 @@ NEGATIVE_SEED = 12345
 def encode_queries(model: DVAN, grids: Sequence[np.ndarray], config: AudioConfig, device: torch.device,
                    batch_size: int = 64, cancel: CancelToken | None = None) -> torch.Tensor:
     """Query projections q (A, d4) of valid-frame audio grids, in eval mode."""
-    from dvan.train.data import batch_input
+    from dvan.data.split import batch_input
 
     was_training = model.training
     model.eval()
@@ -102,8 +102,7 @@ def _mode_logits(bundle: Any, data: Any, mode: str, words: str, cache_root: Path
                  cancel: CancelToken | None) -> tuple[np.ndarray, dict[str, Any]]:
     """Logits (A, I) of a text or hybrid mode, and what the report says about the words read."""
     from dvan.eval.wer import word_error_rate
-    from dvan.query.text import combine, require_text_branch
-    from dvan.query.train_text import embed_texts
+    from dvan.query.text import combine, embed_texts, require_text_branch
 
     branch = require_text_branch(bundle.text_branch, bundle.checkpoint, mode)
     references = [e.text for e in data.captions]
@@ -168,9 +167,9 @@ def evaluate(checkpoint: str | Path, manifest: str | Path | Sequence[str | Path]
         curve, expected calibration error and Brier score of p over every caption-image pair, a pair
         matching when both are of one class; :mod:`dvan.eval.calibration`) and ``skipped``.
     """
+    from dvan.data.features import FeatureCache
+    from dvan.data.split import load_split
     from dvan.model.factory import create_model
-    from dvan.train.cache import FeatureCache
-    from dvan.train.data import load_split
 
     started = time.monotonic()
     bundle = create_model(checkpoint=checkpoint, device=device, backbone_weights=backbone_weights)

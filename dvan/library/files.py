@@ -18,6 +18,12 @@ import numpy as np
 
 from dvan.errors import LibraryDamagedError
 
+#: File name endings tried as rasters when importing a folder; anything else is skipped quietly.
+RASTER_SUFFIXES = (".tif", ".tiff", ".gtif", ".gtiff", ".jp2", ".j2k", ".jpf", ".jpx", ".png", ".jpg", ".jpeg", ".img",
+                   ".vrt", ".bmp", ".gif", ".webp", ".ntf", ".nitf")
+#: File name endings of plain images (a collection's pictures, an image to find captions for).
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".bmp", ".gif", ".webp")
+
 #: Rows per digest block of an array file (re-hashing the last block on a commit reads at most
 #: 1024 rows: 2.6 MB of efficientnet-lite0 features).
 DIGEST_BLOCK_ROWS = 1024

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -134,9 +134,16 @@ class _Plan:
     windows: TileGrid
     done: set[tuple[int, int, int, int]]
     source_id: int | None
-    kind: str  # "added", "reindexed", "resumed"
+    kind: Literal["added", "reindexed", "resumed"]
     tile_size: int
     overlap: int
+
+    @property
+    def opened_id(self) -> int:
+        """The source id, which the importing thread sets when the raster is opened (before any of its tiles)."""
+        if self.source_id is None:
+            raise RuntimeError(f"{self.path}: tiles read before the source was begun")
+        return self.source_id
 
 
 def collect_files(paths: Iterable[str | Path], report: ImportReport) -> list[Path]:
@@ -277,7 +284,7 @@ def _plan(library: Library, files: list[Path], tile_size: int, overlap: int, rep
         except OSError as exc:
             report.failed.append((path, f"cannot read ({exc.strerror})"))
             continue
-        kind = "added"
+        kind: Literal["added", "reindexed", "resumed"] = "added"
         done: set[tuple[int, int, int, int]] = set()
         source_id: int | None = None
         if existing is not None:
@@ -320,18 +327,62 @@ class _Pending:
 
 
 @dataclass
-class _Read:
-    """What the reader thread found: kind is "open", "tile", "nodata", "fail", "end", "done" or "crash"."""
+class _Opened:
+    """A raster opened; its tiles follow."""
 
-    kind: str
-    plan: _Plan | None = None
-    window: TileWindow | None = None
-    rgb: np.ndarray | None = None
-    tile: NewTile | None = None
-    raster: dict[str, object] | None = None
-    error: BaseException | None = None
-    remaining: int = 0
+    plan: _Plan
+    raster: dict[str, object]
+
+
+@dataclass
+class _TileRead:
+    """One window read, with its thumbnail."""
+
+    plan: _Plan
+    window: TileWindow
+    rgb: np.ndarray
+    tile: NewTile
+
+
+@dataclass
+class _Empty:
+    """Windows without a single valid pixel (``unread``: never-written sparse blocks, skipped unread)."""
+
+    plan: _Plan
+    remaining: int
     unread: bool = False
+
+
+@dataclass
+class _Failed:
+    """The raster could not be read; its ``remaining`` windows are given up."""
+
+    plan: _Plan
+    error: ImageError
+    remaining: int
+
+
+@dataclass
+class _Ended:
+    """Every window of the raster was read."""
+
+    plan: _Plan
+
+
+@dataclass
+class _Done:
+    """Every raster was read."""
+
+
+@dataclass
+class _Crashed:
+    """The reader thread raised; the importing thread raises the same."""
+
+    error: BaseException
+
+
+#: What the reader thread hands the importing thread, in order.
+_Read = _Opened | _TileRead | _Empty | _Failed | _Ended | _Done | _Crashed
 
 
 #: Tiles the reader thread may hold ready ahead of the backbone, in batches.
@@ -378,50 +429,11 @@ class _Importer:
         try:
             while True:
                 item = reads.get()
-                if item.kind == "done":
+                if isinstance(item, _Done):
                     break
-                if item.kind == "crash":
-                    assert item.error is not None
+                if isinstance(item, _Crashed):
                     raise item.error
-                plan = item.plan
-                assert plan is not None
-                if item.kind == "open":
-                    if self.cancel is not None:
-                        self.cancel.raise_if_cancelled()
-                    if plan.source_id is None:
-                        assert item.raster is not None
-                        plan.source_id = self.library.begin_source(plan.path, plan.size, plan.mtime_ns, plan.digest,
-                                                                   plan.tile_size, plan.overlap, len(plan.windows),
-                                                                   item.raster)
-                    skipped[id(plan)], counts[id(plan)] = 0, len(plan.done)
-                elif item.kind == "tile":
-                    assert item.tile is not None and item.window is not None and item.rgb is not None
-                    assert plan.source_id is not None
-                    self.done += 1
-                    counts[id(plan)] += 1
-                    item.tile.source_id = plan.source_id
-                    self.pending.append(_Pending(plan, item.window, item.rgb, item.tile))
-                    if len(self.pending) >= self.batch_size:
-                        self._flush()
-                elif item.kind == "nodata":
-                    self.done += item.remaining
-                    skipped[id(plan)] += item.remaining
-                    self.report.nodata_skipped += item.remaining
-                    if item.unread:
-                        self.report.unread_skipped += item.remaining
-                    self._tick(plan)
-                elif item.kind == "fail":
-                    assert isinstance(item.error, ImageError)
-                    self._fail(plan, item.error, item.remaining)
-                elif item.kind == "end":
-                    assert plan.source_id is not None
-                    self.finished[plan.source_id] = skipped[id(plan)]
-                    if plan.kind == "added":
-                        self.report.added.append((plan.path, counts[id(plan)]))
-                    elif plan.kind == "reindexed":
-                        self.report.reindexed.append(plan.path)
-                    else:
-                        self.report.resumed.append(plan.path)
+                self._take(item, skipped, counts)
             self._flush()
             self._drain(0)
         finally:
@@ -431,6 +443,43 @@ class _Importer:
                     reads.get(timeout=0.05)
                 except queue.Empty:
                     pass
+
+    def _take(self, item: _Opened | _TileRead | _Empty | _Failed | _Ended, skipped: dict[int, int],
+              counts: dict[int, int]) -> None:
+        """Act on one thing the reader found (``skipped`` and ``counts`` are per plan, by id)."""
+        plan = item.plan
+        if isinstance(item, _Opened):
+            if self.cancel is not None:
+                self.cancel.raise_if_cancelled()
+            if plan.source_id is None:
+                plan.source_id = self.library.begin_source(plan.path, plan.size, plan.mtime_ns, plan.digest,
+                                                           plan.tile_size, plan.overlap, len(plan.windows),
+                                                           item.raster)
+            skipped[id(plan)], counts[id(plan)] = 0, len(plan.done)
+        elif isinstance(item, _TileRead):
+            self.done += 1
+            counts[id(plan)] += 1
+            item.tile.source_id = plan.opened_id
+            self.pending.append(_Pending(plan, item.window, item.rgb, item.tile))
+            if len(self.pending) >= self.batch_size:
+                self._flush()
+        elif isinstance(item, _Empty):
+            self.done += item.remaining
+            skipped[id(plan)] += item.remaining
+            self.report.nodata_skipped += item.remaining
+            if item.unread:
+                self.report.unread_skipped += item.remaining
+            self._tick(plan)
+        elif isinstance(item, _Failed):
+            self._fail(plan, item.error, item.remaining)
+        else:
+            self.finished[plan.opened_id] = skipped[id(plan)]
+            if plan.kind == "added":
+                self.report.added.append((plan.path, counts[id(plan)]))
+            elif plan.kind == "reindexed":
+                self.report.reindexed.append(plan.path)
+            else:
+                self.report.resumed.append(plan.path)
 
     def _tick(self, plan: _Plan) -> None:
         """Report progress while windows are skipped (no commit would report it)."""
@@ -545,17 +594,17 @@ def _reader(plans: list[_Plan], reads: queue.Queue[_Read], stop: threading.Event
             try:
                 raster = open_raster(plan.path, roots)
             except ImageError as exc:
-                if not _put(reads, stop, _Read("fail", plan, error=exc, remaining=todo)):
+                if not _put(reads, stop, _Failed(plan, exc, todo)):
                     return
                 continue
             with raster:
-                if not _put(reads, stop, _Read("open", plan, raster=raster.describe())):
+                if not _put(reads, stop, _Opened(plan, raster.describe())):
                     return
                 if not _read_windows(plan, raster, reads, stop, todo):
                     return
-        _put(reads, stop, _Read("done"))
+        _put(reads, stop, _Done())
     except BaseException as exc:  # handed to the importing thread, which raises it
-        _put(reads, stop, _Read("crash", error=exc))
+        _put(reads, stop, _Crashed(exc))
 
 
 def _read_windows(plan: _Plan, raster: RasterSource, reads: queue.Queue[_Read], stop: threading.Event,
@@ -570,28 +619,29 @@ def _read_windows(plan: _Plan, raster: RasterSource, reads: queue.Queue[_Read], 
             number += 1
             unread += 1
             if unread >= UNREAD_RUN:
-                if not _put(reads, stop, _Read("nodata", plan, remaining=unread, unread=True)):
+                if not _put(reads, stop, _Empty(plan, unread, unread=True)):
                     return False
                 unread = 0
             continue
         if unread:
-            if not _put(reads, stop, _Read("nodata", plan, remaining=unread, unread=True)):
+            if not _put(reads, stop, _Empty(plan, unread, unread=True)):
                 return False
             unread = 0
         try:
             rgb, valid = raster.read_tile(window)
         except ImageError as exc:
-            return _put(reads, stop, _Read("fail", plan, error=exc, remaining=todo - number))
+            return _put(reads, stop, _Failed(plan, exc, todo - number))
         number += 1
+        item: _Read
         if valid <= 0.0:
-            item = _Read("nodata", plan, remaining=1)
+            item = _Empty(plan, 1)
         else:
-            item = _Read("tile", plan, window=window, rgb=rgb, tile=_new_tile(raster, window, rgb, valid))
+            item = _TileRead(plan, window, rgb, _new_tile(raster, window, rgb, valid))
         if not _put(reads, stop, item):
             return False
-    if unread and not _put(reads, stop, _Read("nodata", plan, remaining=unread, unread=True)):
+    if unread and not _put(reads, stop, _Empty(plan, unread, unread=True)):
         return False
-    return _put(reads, stop, _Read("end", plan))
+    return _put(reads, stop, _Ended(plan))
 
 
 def _new_tile(raster: RasterSource, window: TileWindow, rgb: np.ndarray, valid: float) -> NewTile:

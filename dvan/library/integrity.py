@@ -263,41 +263,48 @@ def _thumbnail_rows(library: Library, report: CheckReport) -> set[int]:
     return {int(r) for (r,) in library.sql("SELECT row FROM tiles WHERE thumb_offset + thumb_size > ?", (size,))}
 
 
+def _projection_file_damaged(library: Library, file: RowFile, rows: int, scanned: np.ndarray, held: np.ndarray,
+                             what: str, counted: str, stage: str, progress: ProgressCallback,
+                             cancel: CancelToken | None, report: CheckReport) -> bool:
+    """Whether a projection file is damaged: already reported (short, missing), or NaN/Inf rows or changed digests.
+
+    Args:
+        file: the projection file.
+        rows: rows the file holds by the library's count.
+        scanned: rows checked for NaN/Inf.
+        held: rows the digests are checked over.
+        what: the file's contents, for the digest message ("gallery projections").
+        counted: what a bad row is called in the NaN/Inf message ("caption projection(s)").
+        stage: the progress stage of the NaN/Inf scan.
+    """
+    if any(p.file == file.path.name for p in report.problems):
+        return True
+    bad = _nonfinite_rows(file.view(rows), scanned, progress, stage, cancel) if scanned.size else []
+    if bad:
+        report.problems.append(Problem(file.path.name, "nonfinite", f"{len(bad)} {counted} hold NaN/Inf", tuple(bad)))
+    changed = _digest_problem(library, file, rows, held, what)
+    if changed is not None:
+        report.problems.append(changed)
+    return bool(bad) or changed is not None
+
+
 def _projection_problems(library: Library, live: np.ndarray, progress: ProgressCallback, cancel: CancelToken | None,
                          report: CheckReport) -> list[str]:
     """Which projection kinds ("gallery", "captions") are damaged (short, missing or non-finite)."""
     damaged: list[str] = []
     gallery = library.gallery_file()
     if gallery is not None:
-        if any(p.file == gallery.path.name for p in report.problems):
+        rows = int(library.meta("gallery_rows"))
+        if _projection_file_damaged(library, gallery, rows, live[live < rows], live, "gallery projections",
+                                    "row(s) of gallery projections", "check gallery", progress, cancel, report):
             damaged.append("gallery")
-        else:
-            rows = int(library.meta("gallery_rows"))
-            bad = _nonfinite_rows(gallery.view(rows), live[live < rows], progress, "check gallery", cancel)
-            if bad:
-                report.problems.append(Problem(gallery.path.name, "nonfinite",
-                                               f"{len(bad)} row(s) of gallery projections hold NaN/Inf", tuple(bad)))
-            changed = _digest_problem(library, gallery, rows, live, "gallery projections")
-            if changed is not None:
-                report.problems.append(changed)
-            if bad or changed is not None:
-                damaged.append("gallery")
     captions = library.captions_file()
     if captions is not None:
-        if any(p.file == captions.path.name for p in report.problems):
+        rows = int(library.meta("next_caption_row"))
+        held = np.array(sorted(c.row for c in library.captions()), dtype=np.int64)
+        if _projection_file_damaged(library, captions, rows, held, held, "caption projections",
+                                    "caption projection(s)", "check captions", progress, cancel, report):
             damaged.append("captions")
-        else:
-            held = np.array(sorted(c.row for c in library.captions()), dtype=np.int64)
-            rows = int(library.meta("next_caption_row"))
-            bad = _nonfinite_rows(captions.view(rows), held, progress, "check captions", cancel) if held.size else []
-            if bad:
-                report.problems.append(Problem(captions.path.name, "nonfinite",
-                                               f"{len(bad)} caption projection(s) hold NaN/Inf", tuple(bad)))
-            changed = _digest_problem(library, captions, rows, held, "caption projections")
-            if changed is not None:
-                report.problems.append(changed)
-            if bad or changed is not None:
-                damaged.append("captions")
     return damaged
 
 

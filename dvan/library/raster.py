@@ -33,13 +33,9 @@ from typing import Any, overload
 import numpy as np
 
 from dvan.errors import ImageError, RasterTooLargeError
+from dvan.library.files import RASTER_SUFFIXES
 from dvan.library.sandbox import check_opened, check_raster_file, harden_gdal, roots_for
 
-#: File name endings tried as rasters when importing a folder; anything else is skipped quietly.
-RASTER_SUFFIXES = frozenset({
-    ".tif", ".tiff", ".gtif", ".gtiff", ".jp2", ".j2k", ".jpf", ".jpx", ".png", ".jpg", ".jpeg", ".img",
-    ".vrt", ".bmp", ".gif", ".webp", ".ntf", ".nitf",
-})
 #: Sidecar files GDAL writes next to rasters; never imported even though they may look like rasters.
 SIDECAR_ENDINGS = (".aux.xml", ".ovr", ".msk")
 #: Percentiles of the display stretch of non-8-bit data.

@@ -28,7 +28,7 @@ from dvan.fsutil import is_disk_full
 from dvan.model.dvan import DVAN
 from dvan.model.metadata import CHECKPOINT_FORMAT, parse_metadata
 
-__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "read_checkpoint_metadata", "save_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "read_validated_metadata", "save_checkpoint"]
 #: Tensors of the optional text branch (dvan.query.text), not part of the DVAN module.
 TEXT_BRANCH_PREFIX = "text_head."
 
@@ -116,8 +116,10 @@ def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     return {name: tuple(t.shape) for name, t in model.state_dict().items()}
 
 
-def read_checkpoint_metadata(path: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
+def read_validated_metadata(path: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
     """Config and info of a checkpoint, validated against its header, without loading its weights.
+
+    :func:`dvan.model.metadata.read_checkpoint_metadata` reads the same without torch, unchecked against the tensors.
 
     The config's fields are checked for type and range, and the model it describes for tensor
     names and shapes against the safetensors header, before anything is allocated: a small file
@@ -158,7 +160,7 @@ def load_checkpoint(path: str | Path, expect: ModelConfig | None = None,
         CheckpointMismatchError: the config is invalid, differs from ``expect``, or the weights do not fit it.
     """
     path = Path(path)
-    config, info = read_checkpoint_metadata(path)
+    config, info = read_validated_metadata(path)
     if expect is not None and config != expect:
         theirs, ours = config.to_dict(), expect.to_dict()
         diffs = [f"{k}: checkpoint {theirs[k]!r} vs expected {ours[k]!r}" for k in ours if theirs.get(k) != ours[k]]

@@ -20,7 +20,7 @@ CHECKPOINT_FORMAT = "1"
 def read_checkpoint_metadata(path: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
     """Config and info of a checkpoint, without loading its weights (nor torch).
 
-    :func:`dvan.model.checkpoint.read_checkpoint_metadata` also checks the tensors' shapes against
+    :func:`dvan.model.checkpoint.read_validated_metadata` also checks the tensors' shapes against
     the config; use it before loading.
     """
     path = Path(path)
@@ -34,6 +34,11 @@ def read_checkpoint_metadata(path: str | Path) -> tuple[ModelConfig, dict[str, A
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({exc}); re-export or retrain it") from exc
     return parse_metadata(path, metadata)
+
+
+def is_trained(info: dict[str, Any]) -> bool:
+    """Whether a checkpoint's info marks it as trained (``"trained": true``)."""
+    return info.get("trained") is True
 
 
 def parse_metadata(path: Path, metadata: dict[str, str]) -> tuple[ModelConfig, dict[str, Any]]:

@@ -3,7 +3,7 @@
 * :mod:`dvan.query.packages`   where the recogniser, sentence encoder and VAD weights are installed
 * :mod:`dvan.query.transcribe` offline speech recognition of a spoken query (faster-whisper, tiny.en)
 * :mod:`dvan.query.text`       frozen sentence encoder + trained projection W_T into the fusion query space
-* :mod:`dvan.query.train_text` training W_T against a frozen audio model's gallery projections
+(:mod:`dvan.train.text` trains W_T against a frozen audio model's gallery projections.)
 
 Every model here loads lazily, on first use, so importing this package costs nothing.
 """

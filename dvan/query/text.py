@@ -20,6 +20,7 @@ The branch is stored in the audio model's own safetensors file: tensors ``text_h
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -31,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from dvan.errors import CheckpointError, TextBranchMissingError
+from dvan.progress import Progress, ProgressCallback, no_progress
 from dvan.query.packages import SENTENCE_ENCODER
 
 Mode = Literal["audio", "text", "hybrid"]
@@ -245,3 +247,27 @@ def require_text_branch(branch: TextBranch | None, checkpoint: Path | None, mode
             f"{name} has no text branch, so it can only search in audio mode (asked: {mode}); use a checkpoint "
             f"made by 'dvan train-text {name} MANIFEST... OUT.safetensors', or --mode audio")
     return branch
+
+
+def embed_texts(texts: Sequence[str], device: str, cache_root: Path | None, progress: ProgressCallback = no_progress,
+                stage: str = "sentence embeddings") -> np.ndarray:
+    """Sentence embeddings of ``texts`` (n, 384), cached as one file per distinct set of sentences."""
+    unique = sorted(set(texts))
+    key = hashlib.sha256(("\n".join([ENCODER_NAME, *unique])).encode()).hexdigest()[:24]
+    path = cache_root / "text" / ENCODER_NAME / f"{key}.npy" if cache_root is not None else None
+    table: np.ndarray | None = None
+    if path is not None and path.is_file():
+        table = np.load(path, allow_pickle=False)
+        if table.shape != (len(unique), ENCODER_DIM):
+            table = None
+    if table is None:
+        progress(Progress(stage, 0, len(unique), f"{len(unique)} distinct sentences"))
+        table = get_sentence_encoder(device).encode(unique, progress=lambda done, total: progress(
+            Progress(stage, done, total)))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".partial.npy")
+            np.save(partial, table, allow_pickle=False)
+            partial.replace(path)
+    row = {text: i for i, text in enumerate(unique)}
+    return table[[row[t] for t in texts]]

@@ -199,13 +199,13 @@ def transcribe_files(paths: list[Path], recogniser: Recogniser, cache_root: Path
     Args:
         paths: audio files.
         recogniser: the recogniser to run on files not cached yet.
-        cache_root: a feature cache folder (:class:`dvan.train.cache.FeatureCache` root), or None.
+        cache_root: a feature cache folder (:class:`dvan.data.features.FeatureCache` root), or None.
         progress: a progress callback (:mod:`dvan.progress`), or None.
         cancel: a cancel token, checked between files, or None.
         stage: stage name of the progress reports.
     """
+    from dvan.fsutil import file_digest
     from dvan.progress import Progress
-    from dvan.train.cache import file_digest
 
     out: list[str] = []
     folder = cache_root / "transcripts" / CACHE_TAG if cache_root is not None else None

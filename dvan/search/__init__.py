@@ -12,14 +12,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dvan.search.engine import CaptionHit, Query, SearchEngine, TileHit, is_trained, load_search_model
-    from dvan.search.record import record_query
+    from dvan.search.engine import CaptionHit, Query, SearchEngine, TileHit, load_search_model
 
-# Loaded on first use: importing dvan.search.record (a microphone) must not import torch.
+# Loaded on first use: importing dvan.search must not import torch.
 _EXPORTS = {"CaptionHit": "engine", "Query": "engine", "SearchEngine": "engine", "TileHit": "engine",
-            "is_trained": "engine", "load_search_model": "engine", "record_query": "record"}
+            "load_search_model": "engine"}
 
-__all__ = ["CaptionHit", "Query", "SearchEngine", "TileHit", "is_trained", "load_search_model", "record_query"]
+__all__ = ["CaptionHit", "Query", "SearchEngine", "TileHit", "load_search_model"]
 
 
 def __getattr__(name: str) -> Any:

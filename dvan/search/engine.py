@@ -42,6 +42,7 @@ from dvan.library.raster import open_raster
 from dvan.library.store import Caption, Library, Tile
 from dvan.model.factory import ModelBundle, create_model
 from dvan.model.fusion import naive_probability
+from dvan.model.metadata import is_trained
 from dvan.progress import CancelToken, ProgressCallback, no_progress
 from dvan.resources import default_model_path
 from dvan.search.kernels import DEFAULT_CHUNK_ROWS, Decision, TopK, default_backend, top_k
@@ -50,11 +51,6 @@ BBox = tuple[float, float, float, float]
 
 #: Spoken queries are analysed without librosa (the same features as training's, to float32 rounding).
 QUERY_FEATURES: FeatureBackend = "numpy"
-
-
-def is_trained(bundle: ModelBundle) -> bool:
-    """Whether the model's checkpoint info says ``"trained": true``."""
-    return bundle.info.get("trained") is True
 
 
 def load_search_model(checkpoint: str | Path | None = None, device: str | torch.device = "auto",
@@ -76,7 +72,7 @@ def load_search_model(checkpoint: str | Path | None = None, device: str | torch.
         raise CheckpointError(f"no trained model: the default model {path} is not installed; train one with "
                               "'dvan train' (it is written there) or pass --model CKPT")
     bundle = create_model(checkpoint=path, device=device)
-    if not is_trained(bundle) and not allow_untrained:
+    if not is_trained(bundle.info) and not allow_untrained:
         raise UntrainedModelError(f"{path}: this model is not marked as trained (its info lacks \"trained\": true), "
                                   "so its rankings are meaningless and are not shown; use a trained model, or pass "
                                   "--allow-untrained to see them anyway")
@@ -170,7 +166,7 @@ class SearchEngine:
     @property
     def trained(self) -> bool:
         """Whether the model is marked trained (else its results must not be shown as such)."""
-        return is_trained(self.bundle)
+        return is_trained(self.bundle.info)
 
     # -- preparing ---------------------------------------------------------------------------------
 
@@ -209,7 +205,7 @@ class SearchEngine:
         return self.encode(file_features(path, self.bundle.config.audio, QUERY_FEATURES), str(path))
 
     def encode_recording(self, samples: np.ndarray, sample_rate: int) -> Query:
-        """Encode a spoken query from samples (e.g. from :func:`dvan.search.record.record_query`)."""
+        """Encode a spoken query from recorded samples (framed by :func:`dvan.audio.features.recording_features`)."""
         return self.encode(recording_features(samples, sample_rate, self.bundle.config.audio, QUERY_FEATURES),
                            "recording")
 

@@ -185,3 +185,28 @@ def top_k(gallery: np.ndarray, candidates: np.ndarray, query: np.ndarray, decisi
         raise FloatingPointError(f"{best.nonfinite} of {candidates.size} scores are NaN")
     rows, logits = best.result()
     return rows[:k], logits[:k]
+
+
+def fast_logits(gallery: np.ndarray, query: np.ndarray, direction: np.ndarray, offset: float,
+                out: np.ndarray | None = None) -> np.ndarray:
+    """Match logits ``(w1-w0) . tanh(G_i + q) + (b1-b0)`` for every row of ``gallery``.
+
+    Args:
+        gallery: (N, d4) float32 gallery projections (a memory-mapped array is fine).
+        query: (d4,) query projection q.
+        direction: (d4,) w1 - w0 of the classifier.
+        offset: b1 - b0.
+        out: optional (N,) float32 array to write into.
+
+    Returns:
+        (N,) float32 logits; sigmoid of them is the match probability.
+    """
+    from dvan.search._fused import logits_f32  # numba loads only when called
+
+    gallery = np.ascontiguousarray(gallery, dtype=np.float32)
+    if out is None:
+        out = np.empty(gallery.shape[0], dtype=np.float32)
+    rows = np.arange(gallery.shape[0], dtype=np.int64)
+    logits_f32(gallery, rows, np.ascontiguousarray(query, dtype=np.float32),
+               np.ascontiguousarray(direction, dtype=np.float32), np.float32(offset), out)
+    return out

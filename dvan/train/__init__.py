@@ -1,4 +1,4 @@
-"""Training DVAN models (no Qt): presets, feature cache, resumable training loop.
+"""Training DVAN models (no Qt): presets, the resumable training loop, the text branch (the feature cache is dvan.data.features).
 
 For a GUI training tab::
 

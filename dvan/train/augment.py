@@ -1,14 +1,14 @@
 """On-the-fly augmentation of feature grids: time stretch and SpecAugment masks (numpy).
 
 Grids are the cached valid frames (C, F, T) of one caption; the waveform-level speed/pitch and
-noise perturbation is done once per caption in :mod:`dvan.train.cache`.
+noise perturbation is done once per caption in :mod:`dvan.data.features`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from dvan.train.config import AugmentConfig
+from dvan.config import AugmentConfig
 
 
 def time_stretch(grid: np.ndarray, factor: float) -> np.ndarray:

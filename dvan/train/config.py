@@ -27,7 +27,7 @@ import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from dvan.config import AudioConfig, ModelConfig, Representation, paper_config
+from dvan.config import AudioConfig, AugmentConfig, ModelConfig, Representation, paper_config
 
 Loss = Literal["pair_ce", "inbatch_bce", "inbatch_nce", "inbatch_mix"]
 Positives = Literal["class", "pair"]
@@ -37,33 +37,6 @@ Schedule = Literal["constant", "cosine"]
 PRESETS = ("paper", "dvan-plus")
 #: Representations of the paper's Table II/IV rows.
 PAPER_REPRESENTATIONS: tuple[Representation, ...] = ("spectrogram", "mfcc", "delta", "delta2")
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Data augmentation of the training captions (validation and test are never augmented)."""
-
-    # Waveform copies made once per training caption (and cached): each is played faster or slower
-    # by a random factor (tempo and pitch change together, as in Kaldi's speed perturbation) with
-    # white noise added. Each step picks the original or one copy at random. 0 = no copies.
-    speed_copies: int = 0
-    # Speed factors are drawn uniformly from [1 - speed_range, 1 + speed_range].
-    speed_range: float = 0.15
-    # Signal-to-noise ratio of the added noise is drawn uniformly from this range, in dB.
-    noise_snr_db: tuple[float, float] = (15.0, 40.0)
-    # On-the-fly time stretch of the feature grid by a factor in [1 - stretch, 1 + stretch]; 0 = off.
-    time_stretch: float = 0.0
-    # SpecAugment: number of time masks per caption, each up to this many frames wide.
-    time_masks: int = 0
-    time_mask_frames: int = 20
-    # SpecAugment: number of feature-row masks per caption, each up to this many rows high.
-    freq_masks: int = 0
-    freq_mask_rows: int = 3
-
-    @property
-    def active(self) -> bool:
-        """Whether any augmentation is switched on."""
-        return bool(self.speed_copies or self.time_stretch or self.time_masks or self.freq_masks)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ from safetensors import SafetensorError
 from torch import nn
 
 from dvan.data.collections import LabelPolicy, manifest_record, read_collections
+from dvan.data.features import FeatureCache, default_cache_dir
+from dvan.data.split import SplitData, batch_input, load_split
 from dvan.device import resolve_device
 from dvan.errors import CheckpointMismatchError, DiskFullError, TrainingError
 from dvan.eval.evaluate import score_split, split_metrics, summary
@@ -38,9 +40,7 @@ from dvan.model.checkpoint import load_checkpoint, save_checkpoint
 from dvan.model.factory import ModelBundle, create_model
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
 from dvan.train.augment import augment_grid
-from dvan.train.cache import FeatureCache, default_cache_dir
 from dvan.train.config import TrainConfig
-from dvan.train.data import SplitData, batch_input, load_split
 from dvan.train.state import RESUME_NAME, RunState, read_resume, restore, save_resume
 
 BEST_NAME = "best.safetensors"
@@ -306,29 +306,14 @@ def _train(manifest: str | Path | Sequence[str | Path], train_config: TrainConfi
     cancel = cancel or CancelToken()
     resume_path, best_path, log = out / RESUME_NAME, out / BEST_NAME, _Log(out / LOG_NAME)
     config_dict = train_config.to_dict()
-    resume_data = None
-    if resume and resume_path.is_file():
-        resume_data = read_resume(resume_path)
-        if resume_data[1]["train_config"] != json.loads(json.dumps(config_dict)):
-            raise TrainingError(f"{resume_path} comes from another training config; train into a new folder "
-                                "or pass --no-resume (resume=False) to start afresh")
-    elif not resume:
-        for stale in (resume_path, best_path, out / LOG_NAME):
-            stale.unlink(missing_ok=True)
+    resume_data = _earlier_run(out, config_dict, resume)
     if resume_data is not None and resume_data[1]["state"].get("finished"):
         state = RunState.from_dict(resume_data[1]["state"])
         return TrainResult(best_path, state.best_val, state.best_epoch, state.epoch, state.stop_reason, log.path)
 
     torch.manual_seed(train_config.seed)
     resolved = device if isinstance(device, torch.device) else resolve_device(device)
-    bundle = create_model(train_config.model, device=resolved, backbone_weights=backbone_weights)
-    if init_checkpoint is not None and resume_data is None:
-        try:
-            initial, _ = load_checkpoint(init_checkpoint, expect=train_config.model, device=resolved)
-        except CheckpointMismatchError as exc:
-            raise TrainingError(f"cannot fine-tune from {init_checkpoint}: {exc}; train with the checkpoint's own "
-                                "model config (architecture and audio front end)") from exc
-        bundle.model.load_state_dict(initial.state_dict())
+    bundle = _initial_model(train_config, resolved, backbone_weights, init_checkpoint if resume_data is None else None)
     cache = FeatureCache(cache_dir)
     labels = labels or LabelPolicy()
     entries = read_collections(manifest, labels)
@@ -357,34 +342,7 @@ def _train(manifest: str | Path | Sequence[str | Path], train_config: TrainConfi
     while state.epoch < train_config.epochs:
         epoch = state.epoch + 1
         started = time.monotonic()
-        model.train()
-        losses = []
-        for index in trainer.batches(rng):
-            cancel.raise_if_cancelled()
-            if len(index) < 2:
-                continue
-            lr = _learning_rate(train_config, state.step, total)
-            for group in trainer.optimizer.param_groups:
-                group["lr"] = lr
-            loss = trainer.step_loss(index, rng)
-            value = float(loss.detach())
-            if not math.isfinite(value) or value > train_config.divergence_loss:
-                raise TrainingError(
-                    f"training diverged at epoch {epoch}, step {state.step + 1}: loss {value}; lower the learning "
-                    f"rate (now {train_config.lr:g}) or check the data; the last good epoch is in {resume_path}")
-            trainer.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip or float("inf"))
-            if not torch.isfinite(norm):
-                raise TrainingError(f"training diverged at epoch {epoch}, step {state.step + 1}: gradient norm "
-                                    f"{float(norm)}; lower the learning rate (now {train_config.lr:g})")
-            trainer.optimizer.step()
-            state.step += 1
-            losses.append(value)
-            if state.step % train_config.log_every == 0:
-                log.write({"event": "step", "epoch": epoch, "step": state.step, "loss": round(value, 6),
-                           "lr": lr})
-            progress(Progress("train", state.step, total, f"epoch {epoch}/{train_config.epochs} loss {value:.4f}"))
+        losses = _train_epoch(trainer, state, rng, log, progress, cancel, resume_path)
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             raise TrainingError(f"training diverged in epoch {epoch}: weights became NaN/Inf; lower the learning rate")
         val = trainer.validate()
@@ -416,3 +374,76 @@ def _train(manifest: str | Path | Sequence[str | Path], train_config: TrainConfi
     log.write({"event": "end", "step": state.step, "reason": state.stop_reason, "best_epoch": state.best_epoch,
                "best_val": state.best_val})
     return TrainResult(best_path, state.best_val, state.best_epoch, state.epoch, state.stop_reason, log.path)
+
+
+def _earlier_run(out: Path, config_dict: dict[str, Any],
+                 resume: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The resume file of an earlier run into ``out`` to continue, or None (with ``resume`` False its files go).
+
+    Raises:
+        TrainingError: the resume file comes from another training config.
+    """
+    resume_path = out / RESUME_NAME
+    if resume and resume_path.is_file():
+        resume_data = read_resume(resume_path)
+        if resume_data[1]["train_config"] != json.loads(json.dumps(config_dict)):
+            raise TrainingError(f"{resume_path} comes from another training config; train into a new folder "
+                                "or pass --no-resume (resume=False) to start afresh")
+        return resume_data
+    if not resume:
+        for stale in (resume_path, out / BEST_NAME, out / LOG_NAME):
+            stale.unlink(missing_ok=True)
+    return None
+
+
+def _initial_model(train_config: TrainConfig, device: torch.device, backbone_weights: str | Path | None,
+                   init_checkpoint: str | Path | None) -> ModelBundle:
+    """The model to train: a fresh initialisation, or ``init_checkpoint``'s weights (fine-tuning)."""
+    bundle = create_model(train_config.model, device=device, backbone_weights=backbone_weights)
+    if init_checkpoint is not None:
+        try:
+            initial, _ = load_checkpoint(init_checkpoint, expect=train_config.model, device=device)
+        except CheckpointMismatchError as exc:
+            raise TrainingError(f"cannot fine-tune from {init_checkpoint}: {exc}; train with the checkpoint's own "
+                                "model config (architecture and audio front end)") from exc
+        bundle.model.load_state_dict(initial.state_dict())
+    return bundle
+
+
+def _train_epoch(trainer: _Trainer, state: RunState, rng: np.random.Generator, log: _Log, progress: ProgressCallback,
+                 cancel: CancelToken, resume_path: Path) -> list[float]:
+    """One epoch of optimiser steps (``state.step`` counts them); returns each step's loss.
+
+    Raises:
+        TrainingError: the loss or the gradient diverged (NaN/Inf, or above ``divergence_loss``).
+    """
+    config, model, total = trainer.config, trainer.model, trainer.total_steps
+    epoch = state.epoch + 1
+    model.train()
+    losses = []
+    for index in trainer.batches(rng):
+        cancel.raise_if_cancelled()
+        if len(index) < 2:
+            continue
+        lr = _learning_rate(config, state.step, total)
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = lr
+        loss = trainer.step_loss(index, rng)
+        value = float(loss.detach())
+        if not math.isfinite(value) or value > config.divergence_loss:
+            raise TrainingError(
+                f"training diverged at epoch {epoch}, step {state.step + 1}: loss {value}; lower the learning "
+                f"rate (now {config.lr:g}) or check the data; the last good epoch is in {resume_path}")
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip or float("inf"))
+        if not torch.isfinite(norm):
+            raise TrainingError(f"training diverged at epoch {epoch}, step {state.step + 1}: gradient norm "
+                                f"{float(norm)}; lower the learning rate (now {config.lr:g})")
+        trainer.optimizer.step()
+        state.step += 1
+        losses.append(value)
+        if state.step % config.log_every == 0:
+            log.write({"event": "step", "epoch": epoch, "step": state.step, "loss": round(value, 6), "lr": lr})
+        progress(Progress("train", state.step, total, f"epoch {epoch}/{config.epochs} loss {value:.4f}"))
+    return losses

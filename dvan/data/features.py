@@ -27,11 +27,11 @@ import numpy as np
 
 from dvan.audio.features import AudioFeatures, waveform_features
 from dvan.audio.io import read_audio
-from dvan.config import AudioConfig
+from dvan.config import AudioConfig, AugmentConfig
 from dvan.errors import AudioError
+from dvan.fsutil import file_digest
 from dvan.model.image_branch import Backbone, read_image
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
-from dvan.train.config import AugmentConfig
 
 #: Bumped when the cached numbers would change for the same inputs and config.
 CACHE_VERSION = 1
@@ -41,15 +41,6 @@ def default_cache_dir() -> Path:
     """``$DVAN_CACHE`` or ``~/.cache/dvan``."""
     env = os.environ.get("DVAN_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "dvan"
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def audio_config_key(config: AudioConfig) -> str:

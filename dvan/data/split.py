@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dvan.config import AudioConfig, ModelConfig
+from dvan.config import AudioConfig, AugmentConfig, ModelConfig
+from dvan.data.features import FeatureCache, expand
 from dvan.data.manifest import ManifestEntry
 from dvan.errors import TrainingError
 from dvan.model.image_branch import Backbone
 from dvan.progress import CancelToken, ProgressCallback, no_progress
-from dvan.train.cache import FeatureCache, expand
-from dvan.train.config import AugmentConfig
 
 #: Frames of padding kept after the longest caption of a grid batch. The tconv branch's receptive
 #: field is far smaller, so its output equals that on the front end's full max_frames grid.

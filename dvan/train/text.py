@@ -15,7 +15,6 @@ default mode; the text side of that choice reads the manifest's words (a perfect
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ from dvan.data.collections import LabelPolicy, read_collections
 from dvan.data.manifest import ManifestEntry
 from dvan.errors import ManifestError
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
-from dvan.query.text import ENCODER_DIM, ENCODER_NAME, TextBranch, TextBranchConfig, get_sentence_encoder
+from dvan.query.text import ENCODER_DIM, TextBranch, TextBranchConfig, embed_texts
 
 #: Hybrid weights tried on validation (a = 1 is audio mode, a = 0 text mode).
 HYBRID_GRID = tuple(round(0.1 * i, 1) for i in range(11))
@@ -85,30 +84,6 @@ def _split(entries: Sequence[ManifestEntry], name: str) -> _Split | None:
                   image_labels=np.asarray(image_labels), entries=chosen, images=list(index))
 
 
-def embed_texts(texts: Sequence[str], device: str, cache_root: Path | None, progress: ProgressCallback = no_progress,
-                stage: str = "sentence embeddings") -> np.ndarray:
-    """Sentence embeddings of ``texts`` (n, 384), cached as one file per distinct set of sentences."""
-    unique = sorted(set(texts))
-    key = hashlib.sha256(("\n".join([ENCODER_NAME, *unique])).encode()).hexdigest()[:24]
-    path = cache_root / "text" / ENCODER_NAME / f"{key}.npy" if cache_root is not None else None
-    table: np.ndarray | None = None
-    if path is not None and path.is_file():
-        table = np.load(path, allow_pickle=False)
-        if table.shape != (len(unique), ENCODER_DIM):
-            table = None
-    if table is None:
-        progress(Progress(stage, 0, len(unique), f"{len(unique)} distinct sentences"))
-        table = get_sentence_encoder(device).encode(unique, progress=lambda done, total: progress(
-            Progress(stage, done, total)))
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(path.name + ".partial.npy")
-            np.save(partial, table, allow_pickle=False)
-            partial.replace(path)
-    row = {text: i for i, text in enumerate(unique)}
-    return table[[row[t] for t in texts]]
-
-
 def _map(logits: np.ndarray, labels: np.ndarray, image_labels: np.ndarray, own: np.ndarray) -> float:
     from dvan.eval.evaluate import split_metrics
 
@@ -135,11 +110,11 @@ def train_text_branch(checkpoint: str | Path, manifests: Sequence[str | Path], o
     Raises:
         ManifestError: no train or no val caption has a "text" field.
     """
+    from dvan.data.features import FeatureCache
+    from dvan.data.split import load_split
     from dvan.eval.evaluate import encode_queries
     from dvan.model.factory import create_model
     from dvan.query.text import write_with_text_branch
-    from dvan.train.cache import FeatureCache
-    from dvan.train.data import load_split
     from dvan.train.loop import _inbatch_loss
 
     config = config or TextTrainConfig()
