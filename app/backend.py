@@ -309,12 +309,6 @@ class Backend:
                 self._bundle = bundle
             return self._bundle
 
-    def _trained_bundle_or_none(self) -> Any:
-        try:
-            return self.trained_bundle()
-        except CheckpointError:  # UntrainedModelError included
-            return None
-
     def engine(self) -> Any:
         """The search engine over the open library and the active trained model."""
         library = self._require_library()
@@ -471,6 +465,14 @@ def is_library(path: str | Path) -> bool:
     from dvan.library.store import DB_NAME
 
     return (Path(path) / DB_NAME).is_file()
+
+
+def demo_library(path: str | Path | None = None) -> tuple[Path, bool]:
+    """The demo library's folder (``path``, else dvan's default place) and whether it is built and complete."""
+    from dvan.library.demo import demo_library_path, demo_library_ready
+
+    target = Path(path) if path else demo_library_path()
+    return target, demo_library_ready(target)
 
 
 def footprint_text(hit: Hit, kind: str) -> str | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
@@ -302,17 +300,26 @@ def progress_text(report: Progress, rate: float | None, unit: str) -> str:
 
 
 class JobBar(QWidget):
-    """Progress bar, rate label and Cancel button for one long job."""
+    """Progress bar, rate label and Cancel button for one long job.
+
+    Args:
+        parent: the parent widget.
+        rate_unit: the unit of the rate shown beside the bar.
+        compact: a narrow bar with no label, for the status bar (the message goes to the status line).
+    """
 
     cancel_requested = Signal()
 
-    def __init__(self, parent: QWidget | None = None, rate_unit: str = "items/s",
-                 rate_of: Callable[[Progress, float], str] | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, rate_unit: str = "items/s", compact: bool = False) -> None:
         super().__init__(parent)
         self.bar = QProgressBar()
         self.bar.setTextVisible(True)
         self.label = QLabel("")
         self.label.setMinimumWidth(220)
+        self.compact = compact
+        if compact:
+            self.bar.setMaximumWidth(220)
+            self.label.hide()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel_requested)
@@ -343,7 +350,7 @@ class JobBar(QWidget):
         if report.total:
             self.bar.setRange(0, int(report.total))
             self.bar.setValue(int(min(report.done, report.total)))
-            self.bar.setFormat(f"{report.stage}: {report.done}/{report.total} (%p%)")
+            self.bar.setFormat(f"{report.stage} %p%" if self.compact else f"{report.stage}: {report.done}/{report.total} (%p%)")
         else:
             self.bar.setRange(0, 0)
         self.label.setText(progress_text(report, rate, self._unit))
