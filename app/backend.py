@@ -1,8 +1,9 @@
 """The app's one adapter over dvan: library, model, search, captions (no Qt).
 
-Views call these methods (directly for quick reads, through :mod:`app.worker` for anything slow);
-long ones take ``progress`` and ``cancel`` like every dvan job. Only this module imports dvan's
-library and search code, so the views see :mod:`app.types` records only.
+Views call these methods (directly for quick reads, through :mod:`app.job_control` for anything slow);
+long ones take ``progress`` and ``cancel`` like every dvan job. Only this module (and the job
+functions of :mod:`app.jobs`, run in job servers) imports dvan's library and search code, so the
+views see :mod:`app.types` records only.
 
 Thread safety: reads of the library are guarded by its own lock; the model bundle is created
 once under a lock and only read afterwards; jobs that write (import, reproject) run one at a time

@@ -1,7 +1,7 @@
 """Library: create or open a tile library, add files and folders with progress, rate, cancel and a report.
 
-Imports run on a worker thread (:mod:`app.worker`), so the window stays responsive; the import
-itself is :func:`dvan.library.importer.import_paths` through :meth:`app.backend.Backend.import_paths`.
+Imports run in a job server through the tab's job controller (:mod:`app.job_control`), so the window
+stays responsive; the import itself is :func:`app.jobs.import_job` (:func:`dvan.library.importer.import_paths`).
 """
 
 from __future__ import annotations

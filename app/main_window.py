@@ -35,7 +35,8 @@ from app.captions_panel import CaptionsPanel
 from app.job_control import JobController
 from app.library_panel import LibraryPanel
 from app.map_view import MapPanel
-from app.search_panel import SearchPanel, TileDetails
+from app.result_grid import TileDetails
+from app.search_panel import SearchPanel
 from app.settings import AppSettings
 from app.settings_panel import SettingsPanel
 from app.thumbs import ImageCache
