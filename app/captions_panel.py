@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QSplitter,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -34,7 +33,7 @@ from app.result_grid import TILE_MIME
 from app.settings import AppSettings
 from app.thumbs import ImageCache
 from app.types import CaptionHit
-from app.widgets import DropArea, DropFilter, ImageLabel, paint_probability_bar
+from app.widgets import DropArea, DropFilter, ImageLabel, paint_probability_bar, split_pair
 from dvan.errors import DvanError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2", ".bmp", ".gif", ".webp")
@@ -129,13 +128,8 @@ class CaptionsPanel(QWidget):
         right_layout.addWidget(self.list, 1)
         right_layout.addLayout(bottom)
 
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.drop)
-        splitter.addWidget(right)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
         layout = QVBoxLayout(self)
-        layout.addWidget(splitter)
+        layout.addWidget(split_pair(self.drop, right, (2, 3)))
 
     def clear(self) -> None:
         """Back to the empty state (the library or the model changed); a ranking still running is dropped."""

@@ -143,16 +143,6 @@ class LibraryPanel(QWidget):
 
     # --- state -----------------------------------------------------------------------------
     @property
-    def worker(self) -> Worker | None:
-        """The current or last import's worker."""
-        return self.jobs.worker
-
-    @property
-    def last_rate(self) -> float:
-        """Tiles per second of the current or last import."""
-        return self.jobs.last_rate
-
-    @property
     def busy(self) -> bool:
         """Whether an import runs."""
         return self.jobs.running

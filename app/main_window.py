@@ -168,11 +168,6 @@ class MainWindow(QMainWindow):
         """The running or last model load."""
         return self.warm_jobs.worker
 
-    @property
-    def library_worker(self) -> Worker | None:
-        """The running or last background library opening."""
-        return self.library_jobs.worker
-
     # --- messages --------------------------------------------------------------------------
     def show_message(self, text: str) -> None:
         """Show a line in the status bar."""

@@ -212,11 +212,6 @@ class SearchPanel(SearchResultsSection):
         """The running or last search."""
         return self.search_jobs.worker
 
-    @property
-    def heard_worker(self) -> Worker | None:
-        """The running or last transcription."""
-        return self.heard_jobs.worker
-
     # --- state -----------------------------------------------------------------------------
     def set_loading(self, text: str) -> None:
         """Show what is still loading at start-up (a neutral banner, not a problem); "" when all is loaded."""

@@ -34,6 +34,7 @@ from app.result_tools import P_EXPLAINED, ResultFilter, no_strong_match_text, re
 from app.settings import AppSettings
 from app.thumbs import ImageCache
 from app.types import Hit, SearchOutcome
+from app.widgets import split_pair
 from dvan.errors import DvanError
 
 
@@ -129,12 +130,7 @@ class SearchResultsSection(QWidget):
         details_layout.setContentsMargins(0, 0, 0, 0)
         details_layout.addWidget(self.details, 1)
         details_layout.addWidget(self.captions_button)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(results)
-        splitter.addWidget(details)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
-        return splitter
+        return split_pair(results, details, (3, 2))
 
     def clear_results(self) -> None:
         """Forget the results (the library or the model changed: they would point at other tiles)."""

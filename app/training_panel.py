@@ -41,7 +41,7 @@ from app.settings import AppSettings
 from app.training_collection import CollectionSection
 from app.training_common import app_data_dir
 from app.training_compare import DEFAULT_LABEL, METRIC_HELP, METRICS, MIN_VAL_CAPTIONS, RECOMPUTING, CompareSection
-from app.widgets import JobBar
+from app.widgets import JobBar, split_pair
 from app.worker import Worker
 from dvan.train import runs
 
@@ -138,17 +138,8 @@ class TrainingPanel(CollectionSection, CompareSection):
 
     def _arrange(self, collection: QWidget, image_box: QWidget, tune: QWidget, compare: QWidget) -> None:
         """The sections in splitters: collection and image above, fine-tune and compare below."""
-        top = QSplitter(Qt.Orientation.Horizontal)
-        top.addWidget(collection)
-        top.addWidget(image_box)
-        top.setStretchFactor(0, 3)
-        top.setStretchFactor(1, 2)
-        bottom = QSplitter(Qt.Orientation.Horizontal)
-        bottom.addWidget(tune)
-        bottom.addWidget(compare)
-        bottom.setStretchFactor(0, 3)
-        bottom.setStretchFactor(1, 2)
-        bottom.setSizes([860, 540])
+        top = split_pair(collection, image_box, (3, 2))
+        bottom = split_pair(tune, compare, (3, 2), [860, 540])
         outer = QSplitter(Qt.Orientation.Vertical)
         outer.addWidget(top)
         outer.addWidget(bottom)
@@ -161,17 +152,6 @@ class TrainingPanel(CollectionSection, CompareSection):
         layout = QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll, 0, 0)
-
-
-    @property
-    def worker(self) -> Worker | None:
-        """The current or last training or speak job."""
-        return self.jobs.worker
-
-    @property
-    def eval_worker(self) -> Worker | None:
-        """The current or last evaluation of the active model."""
-        return self.eval_jobs.worker
 
     def refresh(self) -> None:
         """Update the buttons, the active model line and the list of previous models."""

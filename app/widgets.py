@@ -17,7 +17,17 @@ from PySide6.QtGui import (
     QPixmap,
     QResizeEvent,
 )
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QTabBar, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QTabBar,
+    QWidget,
+)
 
 from dvan.progress import Progress
 
@@ -276,6 +286,19 @@ class DragHoverTabBar(QTabBar):
             self.setCurrentIndex(index)
         # accepted so the drag keeps hovering; nothing is dropped on the bar itself
         event.accept()
+
+
+def split_pair(first: QWidget, second: QWidget, stretch: tuple[int, int], sizes: list[int] | None = None,
+               orientation: Qt.Orientation = Qt.Orientation.Horizontal) -> QSplitter:
+    """Two widgets in a splitter that share extra room by ``stretch`` (and start at ``sizes``, pixels)."""
+    splitter = QSplitter(orientation)
+    splitter.addWidget(first)
+    splitter.addWidget(second)
+    splitter.setStretchFactor(0, stretch[0])
+    splitter.setStretchFactor(1, stretch[1])
+    if sizes is not None:
+        splitter.setSizes(sizes)
+    return splitter
 
 
 def format_duration(seconds: float) -> str:
