@@ -92,23 +92,43 @@ class MainWindow(QMainWindow):
         self._warmed: tuple[str, str, str] | None = None
         self._prestarted = False
 
+        self._build_tabs()
+        self._build_status_bar()
+        self._connect_panels()
+        QApplication.instance().installEventFilter(self)  # type: ignore[union-attr]
+        self._views_of: tuple[str, ...] | None = None
+        # X11 auto-repeat without detectable auto-repeat sends release+press pairs, not flagged as repeats, while a
+        # key is held: a release counts once no press follows it within SPACE_REPEAT_MS
+        self._space_release = QTimer(self)
+        self._space_release.setSingleShot(True)
+        self._space_release.setInterval(SPACE_REPEAT_MS)
+        self._space_release.timeout.connect(self.search.release)
+        self.library_changed()
+        from app.desktop import install_desktop
+
+        self.desktop = install_desktop(self)
+
+    def _build_tabs(self) -> None:
+        """Search, Map (with the selected tile's details), Captions, Library, Training, Settings."""
         self.tabs = QTabWidget()
         self.tabs.setTabBar(DragHoverTabBar())  # a result dragged over "Captions" opens that tab
-        self.search = SearchPanel(backend, settings, self.images, self.recorder, self.player)
+        self.search = SearchPanel(self.backend, self.settings, self.images, self.recorder, self.player)
         self.map = MapPanel(self.images.thumbnail)
         self.map_details = TileDetails(self.images)
         self._attach_map_details()
-        self.captions = CaptionsPanel(backend, settings, self.images, self.player)
-        self.library = LibraryPanel(backend, settings)
+        self.captions = CaptionsPanel(self.backend, self.settings, self.images, self.player)
+        self.library = LibraryPanel(self.backend, self.settings)
         from app.training_panel import TrainingPanel
 
-        self.training = TrainingPanel(backend, settings, self.recorder, self.player)
-        self.settings_panel = SettingsPanel(settings)
+        self.training = TrainingPanel(self.backend, self.settings, self.recorder, self.player)
+        self.settings_panel = SettingsPanel(self.settings)
         for widget, title in ((self.search, "Search"), (self.map, "Map"), (self.captions, "Captions"),
                               (self.library, "Library"), (self.training, "Training"), (self.settings_panel, "Settings")):
             self.tabs.addTab(widget, title)
         self.setCentralWidget(self.tabs)
 
+    def _build_status_bar(self) -> None:
+        """The job bar, the map cursor's coordinates and the active model, right of the status line."""
         self.cursor_label = QLabel("")
         self.cursor_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.model_label = QLabel("")
@@ -117,6 +137,8 @@ class MainWindow(QMainWindow):
         status.addPermanentWidget(self.cursor_label)
         status.addPermanentWidget(self.model_label)
 
+    def _connect_panels(self) -> None:
+        """Results to the map, a selected tile to the map, messages to the status bar, changes to every view."""
         self.search.results_changed.connect(self.map.set_results)
         self.search.tile_selected.connect(self.map.centre_on_tile)
         self.search.captions_requested.connect(self.show_captions_for)
@@ -131,18 +153,6 @@ class MainWindow(QMainWindow):
         self.settings_panel.model_changed.connect(lambda path: self.model_changed(path or None))
         self.settings_panel.weights_changed.connect(self._weights_changed)
         self.settings_panel.library_requested.connect(self.library.open_library)
-        QApplication.instance().installEventFilter(self)  # type: ignore[union-attr]
-        self._views_of: tuple[str, ...] | None = None
-        # X11 auto-repeat without detectable auto-repeat sends release+press pairs, not flagged as repeats, while a
-        # key is held: a release counts once no press follows it within SPACE_REPEAT_MS
-        self._space_release = QTimer(self)
-        self._space_release.setSingleShot(True)
-        self._space_release.setInterval(SPACE_REPEAT_MS)
-        self._space_release.timeout.connect(self.search.release)
-        self.library_changed()
-        from app.desktop import install_desktop
-
-        self.desktop = install_desktop(self)
 
     def _attach_map_details(self) -> None:
         splitter = self.map.findChild(QSplitter)
