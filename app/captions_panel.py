@@ -84,7 +84,7 @@ class CaptionsPanel(QWidget):
         self.settings = settings
         self.images = images
         self.player = player or Player(self)
-        self.jobs = JobController()
+        self.jobs = JobController(parent=self)
         self.hits: list[CaptionHit] = []
         self.query_name = ""
         self._generation = 0

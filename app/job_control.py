@@ -3,9 +3,9 @@
 dvan's long jobs are plain functions taking a ``progress`` callback and a ``cancel`` token
 (:mod:`dvan.progress`); :class:`app.worker.Worker` runs one off the GUI thread and turns what
 happens into signals. A :class:`JobController` is what a view holds for one kind of job (an
-import, a training run, a search): it starts the job through :func:`app.worker.run_job`, shows its
-progress and rate on a :class:`~app.widgets.JobBar` when the view has one, cancels it, and says
-whether it runs. The view keeps only what is its own: what the result means to it.
+import, a training run, a search): it starts the job on a worker, shows its progress and rate on a
+:class:`~app.widgets.JobBar` when the view has one, cancels it, and says whether it runs. The view
+keeps only what is its own: what the result means to it.
 """
 
 from __future__ import annotations
@@ -14,22 +14,29 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from PySide6.QtCore import QObject
+
 from app.widgets import JobBar
-from app.worker import Worker, run_job
+from app.worker import Worker
 from dvan.progress import Progress
 
 
-class JobController:
+class JobController(QObject):
     """Runs a view's jobs of one kind, one at a time, with progress on an optional job bar.
+
+    The controller is a child of its bar (or of ``parent``): when the view goes, Qt disconnects the
+    controller and the view's own slots from a job that still runs, so its late reports reach nothing.
 
     Args:
         bar: where progress, the rate and Cancel are shown (None: a job without a bar, e.g. a search).
         rate_stage: the progress stage whose items per second are shown beside the bar (None: no rate).
         cancel_text: what the bar says between Cancel and the job's stop.
+        parent: the owner when there is no bar (default: the bar).
     """
 
-    def __init__(self, bar: JobBar | None = None, rate_stage: str | None = None,
-                 cancel_text: str = "cancelling…") -> None:
+    def __init__(self, bar: JobBar | None = None, rate_stage: str | None = None, cancel_text: str = "cancelling…",
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent if parent is not None else bar)
         self.bar = bar
         self.rate_stage = rate_stage
         self.cancel_text = cancel_text
@@ -58,7 +65,7 @@ class JobController:
             text: what the job bar says until the first progress report.
             process: run it in a job-server process (see :mod:`app.worker`).
             plain: a short job that takes no progress callback or cancel token.
-            on_progress: called with each (throttled) report, after the bar shows it.
+            on_progress: called with each (throttled) report.
             on_finished: called with the job's result.
             on_failed: called with the exception the job raised.
             on_cancelled: called when the job stopped on :meth:`cancel`.
@@ -72,14 +79,15 @@ class JobController:
         self.last_rate = 0.0
         if self.bar is not None:
             self.bar.set_running(text)
-
-        def progress(report: Progress) -> None:
-            self.show_progress(report)
-            if on_progress is not None:
-                on_progress(report)
-
-        self.worker = run_job(fn, *args, plain=plain, process=process, on_progress=progress, on_finished=on_finished,
-                              on_failed=on_failed, on_cancelled=on_cancelled, on_done=on_done, **kwargs)
+        worker = Worker(fn, *args, plain=plain, process=process, **kwargs)
+        # a bound method of this QObject: Qt drops the connection when the view (and this child of it) goes
+        worker.signals.progress.connect(self.show_progress)
+        for signal, slot in ((worker.signals.progress, on_progress), (worker.signals.finished, on_finished),
+                             (worker.signals.failed, on_failed), (worker.signals.cancelled, on_cancelled),
+                             (worker.signals.done, on_done)):
+            if slot is not None:
+                signal.connect(slot)
+        self.worker = worker.start()
         return self.worker
 
     def show_progress(self, report: Progress) -> None:

@@ -85,9 +85,9 @@ class MainWindow(QMainWindow):
         self.job_bar = JobBar(compact=True)
         self.job_bar.hide()
         self.prepare_jobs = JobController(self.job_bar)
-        self.warm_jobs = JobController()
-        self.library_jobs = JobController()
-        self.prestart_control = JobController()
+        self.warm_jobs = JobController(parent=self)
+        self.library_jobs = JobController(parent=self)
+        self.prestart_control = JobController(parent=self)
         self._building_demo = False
         self._warmed: tuple[str, str, str] | None = None
         self._prestarted = False

@@ -108,9 +108,9 @@ class SearchPanel(SearchResultsSection):
         self.loading = ""  # what is still loading at start-up ("" when nothing); see set_loading
         # results of a search started before the library or model changed are dropped
         self._generation = 0
-        self.search_jobs = JobController()
+        self.search_jobs = JobController(parent=self)
         #: the transcript of the last spoken query, after its audio ranking is shown
-        self.heard_jobs = JobController()
+        self.heard_jobs = JobController(parent=self)
         layout = QVBoxLayout(self)
         layout.addWidget(self._build_query_controls())
         layout.addWidget(self._build_results(), 1)

@@ -73,7 +73,7 @@ class TrainingPanel(CollectionSection, CompareSection):
         self.current_val = None
         self.curves = TrainingCurves()
         self._recording_for = None
-        self.eval_jobs = JobController()
+        self.eval_jobs = JobController(parent=self)
         self._arrange(self._build_collection_box(), self._build_image_box(), self._build_tune_box(),
                       self._build_compare_box())
         self.log_timer = QTimer(self)

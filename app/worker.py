@@ -44,7 +44,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from app._child import ProgressThrottle
 from dvan.errors import Cancelled
-from dvan.progress import CancelToken, Progress
+from dvan.progress import CancelToken
 
 #: How often the GUI thread collects the jobs' events, in milliseconds.
 POLL_MS = 15
@@ -339,26 +339,3 @@ class Worker:
                 else:
                     server.stop()
             self._post("done")
-
-
-def run_job(fn: Callable[..., Any], *args: Any, on_finished: Callable[[Any], None] | None = None,
-            on_failed: Callable[[BaseException], None] | None = None,
-            on_progress: Callable[[Progress], None] | None = None,
-            on_cancelled: Callable[[], None] | None = None, on_done: Callable[[], None] | None = None,
-            plain: bool = False, process: bool = False, **kwargs: Any) -> Worker:
-    """Create, connect and start a :class:`Worker` in one call; the callbacks run on the GUI thread.
-
-    Views start their jobs through :class:`app.job_control.JobController`, which calls this.
-    """
-    worker = Worker(fn, *args, plain=plain, process=process, **kwargs)
-    if on_progress is not None:
-        worker.signals.progress.connect(on_progress)
-    if on_finished is not None:
-        worker.signals.finished.connect(on_finished)
-    if on_failed is not None:
-        worker.signals.failed.connect(on_failed)
-    if on_cancelled is not None:
-        worker.signals.cancelled.connect(on_cancelled)
-    if on_done is not None:
-        worker.signals.done.connect(on_done)
-    return worker.start()

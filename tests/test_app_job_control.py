@@ -63,16 +63,17 @@ def test_cancel_on_the_bar_stops_a_running_job(qtbot, tmp_path: Path) -> None:
         if not outcome:
             outcome.append("progress")
             bar.cancel_button.click()  # as the user does
+            outcome.append(bar.label.text())
 
     worker = jobs.start(speak_captions, many_captions(tmp_path / "captions", 60), out, on_progress=first_report,
                         on_finished=lambda _: outcome.append("finished"),
                         on_cancelled=lambda: outcome.append("cancelled"))
     with qtbot.waitSignal(worker.signals.done, timeout=60000):
         pass
-    assert outcome == ["progress", "cancelled"]
-    assert bar.label.text() == "stopping after the current caption…"
+    assert outcome == ["progress", "stopping after the current caption…", "cancelled"]
     assert not jobs.running and worker.token.cancelled
     assert not (out / "manifest.jsonl").exists()  # a cancelled speak writes no manifest
     assert len(list(out.rglob("*.wav"))) < 60
+    bar.label.setText("idle")
     jobs.cancel()  # nothing runs: nothing happens
-    assert bar.label.text() == "stopping after the current caption…"
+    assert bar.label.text() == "idle"
