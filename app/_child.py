@@ -38,18 +38,35 @@ def _picklable_error(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def run_job(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], send: Callable[[Any], None],
+class ProgressThrottle:
+    """Passes at most one progress report per interval on, so a job reporting every tile cannot flood its reader.
+
+    The first report of a stage and a report whose ``done`` reaches ``total`` always get through.
+    One implementation for both sides of :class:`app.worker.Worker`: the job's thread and a job server.
+
+    Args:
+        forward: receives the reports that get through.
+        interval: least time between two forwarded reports, in seconds.
+    """
+
+    def __init__(self, forward: Callable[[Progress], None], interval: float) -> None:
+        self.forward = forward
+        self.interval = interval
+        self.last_time = 0.0
+        self.last_stage = ""
+
+    def __call__(self, report: Progress) -> None:
+        now = time.monotonic()
+        final = report.total is not None and report.done >= report.total
+        if report.stage != self.last_stage or final or now - self.last_time >= self.interval:
+            self.last_time, self.last_stage = now, report.stage
+            self.forward(report)
+
+
+def run_one(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], send: Callable[[Any], None],
             event: Any, interval: float) -> None:
     """Run one job in this process and report through ``send``."""
-    last_time = [0.0]
-    last_stage = [""]
-
-    def report(progress: Progress) -> None:
-        now = time.monotonic()
-        final = progress.total is not None and progress.done >= progress.total
-        if progress.stage != last_stage[0] or final or now - last_time[0] >= interval:
-            last_time[0], last_stage[0] = now, progress.stage
-            send(("progress", progress))
+    report = ProgressThrottle(lambda progress: send(("progress", progress)), interval)
 
     try:
         result = fn(*args, progress=report, cancel=EventCancelToken(event), **kwargs)
@@ -83,4 +100,4 @@ def serve(conn: Any, event: Any) -> None:
         if message is None:
             return
         fn, args, kwargs, interval = message
-        run_job(fn, args, kwargs, conn.send, event, interval)
+        run_one(fn, args, kwargs, conn.send, event, interval)

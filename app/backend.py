@@ -1,8 +1,9 @@
 """The app's one adapter over dvan: library, model, search, captions (no Qt).
 
-Views call these methods (directly for quick reads, through :mod:`app.worker` for anything slow);
-long ones take ``progress`` and ``cancel`` like every dvan job. Only this module imports dvan's
-library and search code, so the views see :mod:`app.types` records only.
+Views call these methods (directly for quick reads, through :mod:`app.job_control` for anything slow);
+long ones take ``progress`` and ``cancel`` like every dvan job. Only this module (and the job
+functions of :mod:`app.jobs`, run in job servers) imports dvan's library and search code, so the
+views see :mod:`app.types` records only.
 
 Thread safety: reads of the library are guarded by its own lock; the model bundle is created
 once under a lock and only read afterwards; jobs that write (import, reproject) run one at a time
@@ -278,12 +279,6 @@ class Backend:
                 self._bundle = bundle
             return self._bundle
 
-    def _trained_bundle_or_none(self) -> Any:
-        try:
-            return self.trained_bundle()
-        except CheckpointError:  # UntrainedModelError included
-            return None
-
     def engine(self) -> Any:
         """The search engine over the open library and the active trained model."""
         library = self._require_library()
@@ -436,6 +431,14 @@ def is_library(path: str | Path) -> bool:
     from dvan.library.store import DB_NAME
 
     return (Path(path) / DB_NAME).is_file()
+
+
+def demo_library(path: str | Path | None = None) -> tuple[Path, bool]:
+    """The demo library's folder (``path``, else dvan's default place) and whether it is built and complete."""
+    from dvan.library.demo import demo_library_path, demo_library_ready
+
+    target = Path(path) if path else demo_library_path()
+    return target, demo_library_ready(target)
 
 
 def footprint_text(hit: Hit, kind: str) -> str | None:

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QSplitter,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -26,14 +25,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import palette
 from app.audio import Player
 from app.backend import Backend
-from app.search_panel import TILE_MIME
+from app.job_control import JobController
+from app.result_grid import TILE_MIME
 from app.settings import AppSettings
 from app.thumbs import ImageCache
 from app.types import CaptionHit
-from app.widgets import DropArea, DropFilter, ImageLabel, paint_probability_bar
-from app.worker import Worker
+from app.widgets import DropArea, DropFilter, ImageLabel, paint_probability_bar, split_pair
 from dvan.errors import DvanError
 from dvan.library.files import IMAGE_SUFFIXES
 
@@ -84,7 +84,7 @@ class CaptionsPanel(QWidget):
         self.settings = settings
         self.images = images
         self.player = player or Player(self)
-        self.worker: Worker | None = None
+        self.jobs = JobController(parent=self)
         self.hits: list[CaptionHit] = []
         self.query_name = ""
         self._generation = 0
@@ -128,13 +128,8 @@ class CaptionsPanel(QWidget):
         right_layout.addWidget(self.list, 1)
         right_layout.addLayout(bottom)
 
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.drop)
-        splitter.addWidget(right)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
         layout = QVBoxLayout(self)
-        layout.addWidget(splitter)
+        layout.addWidget(split_pair(self.drop, right, (2, 3)))
 
     def clear(self) -> None:
         """Back to the empty state (the library or the model changed); a ranking still running is dropped."""
@@ -150,9 +145,7 @@ class CaptionsPanel(QWidget):
 
     def say(self, text: str, error: bool = False) -> None:
         """Show a message under the list and in the status bar."""
-        self.heading.setText(text)
-        self.heading.setStyleSheet("color: #ff8a80;" if error else "")
-        self.status.emit(text)
+        palette.say(self.heading, self.status, text, error)
 
     def _choose_image(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open an image", "",
@@ -190,11 +183,10 @@ class CaptionsPanel(QWidget):
         self.hits = []
         self.caption_text.setText("")  # the text of a caption of the previous image
         self.say(f"Ranking the library's spoken captions for {self.query_name}…")
-        worker = Worker(fn, arg, plain=True)
         # a newer drop supersedes an older one still running: its results are dropped
-        worker.signals.finished.connect(lambda hits: self.show_hits(hits) if generation == self._generation else None)
-        worker.signals.failed.connect(lambda exc: self._failed(exc) if generation == self._generation else None)
-        self.worker = worker.start()
+        self.jobs.start(fn, arg, plain=True,
+                        on_finished=lambda hits: self.show_hits(hits) if generation == self._generation else None,
+                        on_failed=lambda exc: self._failed(exc) if generation == self._generation else None)
 
     def _failed(self, error: BaseException) -> None:
         self.say(str(error) if isinstance(error, DvanError) else f"{type(error).__name__}: {error}", error=True)

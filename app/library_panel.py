@@ -1,16 +1,17 @@
 """Library: create or open a tile library, add files and folders with progress, rate, cancel and a report.
 
-Imports run on a worker thread (:mod:`app.worker`), so the window stays responsive; the import
-itself is :func:`dvan.library.importer.import_paths` through :meth:`app.backend.Backend.import_paths`.
+Imports run in a job server through the tab's job controller (:mod:`app.job_control`), so the window
+stays responsive; the import itself is :func:`app.jobs.import_job` (:func:`dvan.library.importer.import_paths`).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -26,16 +27,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import palette
 from app.backend import Backend, is_library
+from app.job_control import JobController
 from app.settings import AppSettings
 from app.types import ImportReport
 from app.widgets import JobBar
 from app.worker import Worker
 from dvan.errors import DvanError
 from dvan.library.files import RASTER_SUFFIXES as IMAGERY_SUFFIXES
-from dvan.progress import Progress
 
-STATUS_COLOURS = {"imported": "#7bd88f", "skipped": "#b0b0b0", "failed": "#ff8a80"}
+STATUS_COLOURS = {"imported": palette.GOOD, "skipped": palette.MUTED, "failed": palette.ERROR}
 
 
 def _not_a_library(path: Path) -> str:
@@ -64,12 +66,19 @@ class LibraryPanel(QWidget):
         super().__init__(parent)
         self.backend = backend
         self.settings = settings
-        self.worker: Worker | None = None
         self.report: ImportReport | None = None
-        self._started = 0.0
-        self.last_rate = 0.0
         self._kind = "import"
+        layout = QVBoxLayout(self)
+        layout.addLayout(self._build_library_row())
+        layout.addWidget(self._build_contents())
+        layout.addLayout(self._build_add_row())
+        layout.addWidget(QLabel("Import report"))
+        layout.addWidget(self._build_report(), 1)
+        layout.addWidget(self.summary)
+        self.refresh()
 
+    def _build_library_row(self) -> QHBoxLayout:
+        """The open library's path, and New / Open."""
         self.path_label = QLabel("No library open.")
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         font = self.path_label.font()
@@ -83,7 +92,10 @@ class LibraryPanel(QWidget):
         top.addWidget(self.path_label, 1)
         top.addWidget(self.new_button)
         top.addWidget(self.open_button)
+        return top
 
+    def _build_contents(self) -> QGroupBox:
+        """What the library holds: tiles, sources, captions, backbone, projections."""
         self.info_box = QGroupBox("Contents")
         self.info_grid = QGridLayout(self.info_box)
         self.info_labels: dict[str, QLabel] = {}
@@ -95,7 +107,10 @@ class LibraryPanel(QWidget):
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.info_grid.addWidget(value, row // 3, 2 * (row % 3) + 1)
             self.info_labels[key] = value
+        return self.info_box
 
+    def _build_add_row(self) -> QHBoxLayout:
+        """Add files / folder / spoken captions, and the job bar of the import."""
         self.add_files_button = QPushButton("Add files…")
         self.add_folder_button = QPushButton("Add folder…")
         self.add_files_button.clicked.connect(self._choose_files)
@@ -105,13 +120,16 @@ class LibraryPanel(QWidget):
                                             "search in the Captions tab")
         self.add_captions_button.clicked.connect(self._choose_captions)
         self.job = JobBar(rate_unit="tiles/s")
-        self.job.cancel_requested.connect(self.cancel)
+        self.jobs = JobController(self.job, rate_stage="import", cancel_text="cancelling after the current batch…")
         adds = QHBoxLayout()
         adds.addWidget(self.add_files_button)
         adds.addWidget(self.add_folder_button)
         adds.addWidget(self.add_captions_button)
         adds.addWidget(self.job, 1)
+        return adds
 
+    def _build_report(self) -> QTableWidget:
+        """The per-file import report, and the summary line under it."""
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["File", "Result", "Tiles", "Details"])
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -120,21 +138,13 @@ class LibraryPanel(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.summary = QLabel("Add GeoTIFF, JPEG2000, PNG or JPEG files, or whole folders.")
         self.summary.setWordWrap(True)
-
-        layout = QVBoxLayout(self)
-        layout.addLayout(top)
-        layout.addWidget(self.info_box)
-        layout.addLayout(adds)
-        layout.addWidget(QLabel("Import report"))
-        layout.addWidget(self.table, 1)
-        layout.addWidget(self.summary)
-        self.refresh()
+        return self.table
 
     # --- state -----------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
         """Whether an import runs."""
-        return self.worker is not None and self.worker.running
+        return self.jobs.running
 
     def refresh(self) -> None:
         """Show the open library's path and contents."""
@@ -168,9 +178,7 @@ class LibraryPanel(QWidget):
 
     def say(self, text: str, error: bool = False) -> None:
         """Show a message under the report and in the status bar."""
-        self.summary.setText(text)
-        self.summary.setStyleSheet("color: #ff8a80;" if error else "")
-        self.status.emit(text)
+        palette.say(self.summary, self.status, text, error)
 
     # --- opening ---------------------------------------------------------------------------
     def _choose_new(self) -> None:
@@ -243,8 +251,8 @@ class LibraryPanel(QWidget):
             return None
         model, device, weights = self.backend.job_settings()
         self._kind = "captions"
-        return self._start(Worker(captions_job, str(self.backend.library_path), str(manifest), model, device, weights,
-                                  process=True), "adding spoken captions…")
+        return self._start(captions_job, str(self.backend.library_path), str(manifest), model, device, weights,
+                           text="adding spoken captions…")
 
     def add_paths(self, paths: Sequence[str | Path]) -> Worker | None:
         """Start importing files and folders; returns the worker (None when one already runs)."""
@@ -254,37 +262,20 @@ class LibraryPanel(QWidget):
             return None
         model, device, weights = self.backend.job_settings()
         self._kind = "import"
-        return self._start(Worker(import_job, str(self.backend.library_path), [str(p) for p in paths], model, device,
-                                  weights, process=True), f"importing {len(paths)} path(s)…")
+        return self._start(import_job, str(self.backend.library_path), [str(p) for p in paths], model, device,
+                           weights, text=f"importing {len(paths)} path(s)…")
 
-    def _start(self, worker: Worker, text: str) -> Worker:
-        self._started = time.perf_counter()
-        self.last_rate = 0.0
+    def _start(self, job: Callable[..., Any], *args: Any, text: str) -> Worker:
         self.table.setRowCount(0)
-        self.job.set_running(text)
-        worker.signals.progress.connect(self._progress)
-        worker.signals.finished.connect(self._finished)
-        worker.signals.failed.connect(self._failed)
-        worker.signals.cancelled.connect(self._cancelled)
-        worker.signals.done.connect(self._done)
-        self.worker = worker.start()
+        worker = self.jobs.start(job, *args, text=text, process=True, on_finished=self._finished,
+                                 on_failed=self._failed, on_cancelled=self._cancelled, on_done=self._done)
         self.busy_changed.emit(True)
         self.refresh()
-        return self.worker
+        return worker
 
     def cancel(self) -> None:
         """Ask the running import to stop after its current batch (committed tiles stay)."""
-        if self.worker is not None:
-            self.worker.cancel()
-            self.job.label.setText("cancelling after the current batch…")
-
-    def _progress(self, report: Progress) -> None:
-        elapsed = max(1e-6, time.perf_counter() - self._started)
-        if report.stage == "import":
-            self.last_rate = report.done / elapsed
-            self.job.show_progress(report, self.last_rate)
-        else:
-            self.job.show_progress(report)
+        self.jobs.cancel()
 
     def _finished(self, report: ImportReport) -> None:
         self.report = report
@@ -296,8 +287,6 @@ class LibraryPanel(QWidget):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)
                 if column == 1:
-                    from PySide6.QtGui import QColor
-
                     item.setForeground(QColor(STATUS_COLOURS.get(entry.status, "#ffffff")))
                 self.table.setItem(row, column, item)
         failed = sum(1 for f in report.files if f.status == "failed")

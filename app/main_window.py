@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMainWindow,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QSplitter,
     QTabWidget,
@@ -31,15 +30,17 @@ from PySide6.QtWidgets import (
 )
 
 from app.audio import Player, Recorder
-from app.backend import Backend
+from app.backend import Backend, demo_library
 from app.captions_panel import CaptionsPanel
+from app.job_control import JobController
 from app.library_panel import LibraryPanel
 from app.map_view import MapPanel
-from app.search_panel import SearchPanel, TileDetails
+from app.result_grid import TileDetails
+from app.search_panel import SearchPanel
 from app.settings import AppSettings
 from app.settings_panel import SettingsPanel
 from app.thumbs import ImageCache
-from app.widgets import DragHoverTabBar
+from app.widgets import DragHoverTabBar, JobBar
 from app.worker import Worker
 from dvan.errors import DvanError
 from dvan.progress import Progress
@@ -80,45 +81,64 @@ class MainWindow(QMainWindow):
         self.images = ImageCache(backend)
         self.recorder = Recorder(self)
         self.player = Player(self)
-        self.prepare_worker: Worker | None = None
-        self.warm_worker: Worker | None = None
-        self.library_worker: Worker | None = None
+        # the library's projections and the demo library's build share the status bar's job bar
+        self.job_bar = JobBar(compact=True)
+        self.job_bar.hide()
+        self.prepare_jobs = JobController(self.job_bar)
+        self.warm_jobs = JobController(parent=self)
+        self.library_jobs = JobController(parent=self)
+        self.prestart_control = JobController(parent=self)
         self._building_demo = False
         self._warmed: tuple[str, str, str] | None = None
         self._prestarted = False
 
+        self._build_tabs()
+        self._build_status_bar()
+        self._connect_panels()
+        QApplication.instance().installEventFilter(self)  # type: ignore[union-attr]
+        self._views_of: tuple[str, ...] | None = None
+        # X11 auto-repeat without detectable auto-repeat sends release+press pairs, not flagged as repeats, while a
+        # key is held: a release counts once no press follows it within SPACE_REPEAT_MS
+        self._space_release = QTimer(self)
+        self._space_release.setSingleShot(True)
+        self._space_release.setInterval(SPACE_REPEAT_MS)
+        self._space_release.timeout.connect(self.search.release)
+        self.library_changed()
+        from app.desktop import install_desktop
+
+        self.desktop = install_desktop(self)
+
+    def _build_tabs(self) -> None:
+        """Search, Map (with the selected tile's details), Captions, Library, Training, Settings."""
         self.tabs = QTabWidget()
         self.tabs.setTabBar(DragHoverTabBar())  # a result dragged over "Captions" opens that tab
-        self.search = SearchPanel(backend, settings, self.images, self.recorder, self.player)
+        self.search = SearchPanel(self.backend, self.settings, self.images, self.recorder, self.player)
         self.map = MapPanel(self.images.thumbnail)
         self.map_details = TileDetails(self.images)
         self._attach_map_details()
-        self.captions = CaptionsPanel(backend, settings, self.images, self.player)
-        self.library = LibraryPanel(backend, settings)
+        self.captions = CaptionsPanel(self.backend, self.settings, self.images, self.player)
+        self.library = LibraryPanel(self.backend, self.settings)
         from app.training_panel import TrainingPanel
 
-        self.training = TrainingPanel(backend, settings, self.recorder, self.player)
-        self.settings_panel = SettingsPanel(settings)
+        self.training = TrainingPanel(self.backend, self.settings, self.recorder, self.player)
+        self.settings_panel = SettingsPanel(self.settings)
         for widget, title in ((self.search, "Search"), (self.map, "Map"), (self.captions, "Captions"),
                               (self.library, "Library"), (self.training, "Training"), (self.settings_panel, "Settings")):
             self.tabs.addTab(widget, title)
         self.setCentralWidget(self.tabs)
 
+    def _build_status_bar(self) -> None:
+        """The job bar, the map cursor's coordinates and the active model, right of the status line."""
         self.cursor_label = QLabel("")
         self.cursor_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.model_label = QLabel("")
-        self.job_bar = QProgressBar()
-        self.job_bar.setMaximumWidth(220)
-        self.job_bar.hide()
-        self.job_cancel = QPushButton("Cancel")
-        self.job_cancel.hide()
-        self.job_cancel.clicked.connect(self._cancel_prepare)
         status = self.statusBar()
         status.addPermanentWidget(self.job_bar)
-        status.addPermanentWidget(self.job_cancel)
         status.addPermanentWidget(self.cursor_label)
         status.addPermanentWidget(self.model_label)
 
+    def _connect_panels(self) -> None:
+        """Results to the map, a selected tile to the map, messages to the status bar, changes to every view."""
         self.search.results_changed.connect(self.map.set_results)
         self.search.tile_selected.connect(self.map.centre_on_tile)
         self.search.captions_requested.connect(self.show_captions_for)
@@ -133,18 +153,6 @@ class MainWindow(QMainWindow):
         self.settings_panel.model_changed.connect(lambda path: self.model_changed(path or None))
         self.settings_panel.weights_changed.connect(self._weights_changed)
         self.settings_panel.library_requested.connect(self.library.open_library)
-        QApplication.instance().installEventFilter(self)  # type: ignore[union-attr]
-        self._views_of: tuple[str, ...] | None = None
-        # X11 auto-repeat without detectable auto-repeat sends release+press pairs, not flagged as repeats, while a
-        # key is held: a release counts once no press follows it within SPACE_REPEAT_MS
-        self._space_release = QTimer(self)
-        self._space_release.setSingleShot(True)
-        self._space_release.setInterval(SPACE_REPEAT_MS)
-        self._space_release.timeout.connect(self.search.release)
-        self.library_changed()
-        from app.desktop import install_desktop
-
-        self.desktop = install_desktop(self)
 
     def _attach_map_details(self) -> None:
         splitter = self.map.findChild(QSplitter)
@@ -159,6 +167,16 @@ class MainWindow(QMainWindow):
             captions.clicked.connect(lambda: self.show_captions_for(self.map_details.tile.id) if self.map_details.tile
                                      else None)
             layout.addWidget(captions)
+
+    @property
+    def prepare_worker(self) -> Worker | None:
+        """The running or last projections (or demo build) job."""
+        return self.prepare_jobs.worker
+
+    @property
+    def warm_worker(self) -> Worker | None:
+        """The running or last model load."""
+        return self.warm_jobs.worker
 
     # --- messages --------------------------------------------------------------------------
     def show_message(self, text: str) -> None:
@@ -245,13 +263,12 @@ class MainWindow(QMainWindow):
         """
         target = Path(path)
         self.backend.expect_library()
-        worker = Worker(self.backend.open_library, target, plain=True)
-        worker.signals.finished.connect(lambda _: self._library_opened(target))
-        worker.signals.failed.connect(lambda exc: self._library_failed(exc, on_failure))
-        worker.signals.done.connect(self.update_loading)  # the worker counts as running until done
-        self.library_worker = worker.start()
+        worker = self.library_jobs.start(self.backend.open_library, target, plain=True,
+                                         on_finished=lambda _: self._library_opened(target),
+                                         on_failed=lambda exc: self._library_failed(exc, on_failure),
+                                         on_done=self.update_loading)  # the worker counts as running until done
         self.update_loading()
-        return self.library_worker
+        return worker
 
     def _library_opened(self, path: Path) -> None:
         self.settings.library_path = str(path)
@@ -291,7 +308,7 @@ class MainWindow(QMainWindow):
         parts = []
         if self.model_loading():
             parts.append("loading the model")
-        if self.backend.library_opening or (self.library_worker is not None and self.library_worker.running):
+        if self.backend.library_opening or self.library_jobs.running:
             parts.append("opening the library")  # until the views have it too
         if self._building_demo:
             parts.append("preparing the demo library (first start only)")
@@ -303,8 +320,7 @@ class MainWindow(QMainWindow):
 
     def model_loading(self) -> bool:
         """Whether the active trained model is being loaded (searching waits for it)."""
-        return (self.warm_worker is not None and self.warm_worker.running and not self.backend.model_loaded
-                and self.backend.model_status().trained)
+        return self.warm_jobs.running and not self.backend.model_loaded and self.backend.model_status().trained
 
     def update_loading(self) -> None:
         """Show the loading state in the Search tab; hold-to-speak is off only while the model loads."""
@@ -319,8 +335,7 @@ class MainWindow(QMainWindow):
     def _model_ready(self) -> None:
         if self.backend.model_loaded:
             self._background_start = False  # torch is in: later model changes load as they always did
-        if not self.search.talk.isEnabled() and not self.search.busy \
-                and not (self.prepare_worker is not None and self.prepare_worker.running):
+        if not self.search.talk.isEnabled() and not self.search.busy and not self.prepare_jobs.running:
             self.search.talk.setEnabled(True)
         self.update_loading()
         if self.backend.library is not None:
@@ -330,30 +345,26 @@ class MainWindow(QMainWindow):
     def open_demo(self, path: str | Path | None = None) -> Worker:
         """Open the demo library, building it first on first use (progress in the status bar)."""
         from app.jobs import demo_job
-        from dvan.library.demo import demo_library_path, demo_library_ready
 
-        target = Path(path) if path else demo_library_path()
-        if demo_library_ready(target):
+        target, ready = demo_library(path)
+        if ready:
             worker = self.open_library_in_background(target)
             worker.signals.finished.connect(lambda _: self._demo_message(target))
             return worker
         model, device, _ = self.backend.job_settings()
         # without a trained model only backbone features are stored; projections follow once one is active
-        self.job_bar.setRange(0, 0)
         self.job_bar.show()
-        self.job_cancel.show()
         self.show_message(f"Preparing the demo library in {target}…")
-        worker = Worker(demo_job, str(target), model, device, process=True)
-        worker.signals.progress.connect(self._prepare_progress)
-        worker.signals.finished.connect(lambda folder: self._demo_ready(Path(folder)))
-        worker.signals.failed.connect(lambda exc: self._prepare_done(f"The demo library cannot be built: {exc}"))
-        worker.signals.cancelled.connect(lambda: self._prepare_done("Building the demo library was cancelled; "
-                                                                    "start with --demo again to complete it."))
-        worker.signals.done.connect(self._demo_job_done)
         self._building_demo = True
-        self.prepare_worker = worker.start()
+        worker = self.prepare_jobs.start(
+            demo_job, str(target), model, device, process=True,
+            on_finished=lambda folder: self._demo_ready(Path(folder)),
+            on_failed=lambda exc: self._prepare_done(f"The demo library cannot be built: {exc}"),
+            on_cancelled=lambda: self._prepare_done("Building the demo library was cancelled; start with --demo "
+                                                    "again to complete it."),
+            on_done=self._demo_job_done)
         self.update_loading()
-        return self.prepare_worker
+        return worker
 
     def _demo_job_done(self) -> None:
         self._building_demo = False
@@ -361,8 +372,7 @@ class MainWindow(QMainWindow):
 
     def _demo_ready(self, folder: Path) -> None:
         self.job_bar.hide()
-        self.job_cancel.hide()
-        self.prepare_worker = None
+        self.prepare_jobs.release()  # opening the library starts its projections on the same controller
         self._building_demo = False
         self.library.open_library(folder)
         self._demo_message(folder)
@@ -374,8 +384,8 @@ class MainWindow(QMainWindow):
     # --- projections -----------------------------------------------------------------------
     def prepare_projections(self) -> Worker | None:
         """Compute the library's projections for the active model on a worker, with progress, when needed."""
-        if self.prepare_worker is not None and self.prepare_worker.running:
-            return self.prepare_worker
+        if self.prepare_jobs.running:
+            return self.prepare_jobs.worker
         if self._loading_held:
             return None  # start_loading() comes back here
         if self._background_start and self.backend.library is not None and not self.backend.model_loaded \
@@ -394,40 +404,33 @@ class MainWindow(QMainWindow):
             self.warm_up()
             return None
         self.search.talk.setEnabled(False)
-        self.job_bar.setRange(0, 0)
         self.job_bar.show()
-        self.job_cancel.show()
         self.show_message("Computing the library's projections for the active model…")
         from app.jobs import reproject_job
 
         model, device, weights = self.backend.job_settings()
-        worker = Worker(reproject_job, str(self.backend.library_path), model, device, weights, process=True)
-        worker.signals.progress.connect(self._prepare_progress)
-        worker.signals.finished.connect(lambda _: self._prepare_done("Projections up to date for the active model."))
-        worker.signals.failed.connect(lambda exc: self._prepare_done(f"Projections failed: {exc}"))
-        worker.signals.cancelled.connect(lambda: self._prepare_done("Projections cancelled; search stays off until "
-                                                                    "they are computed."))
-        self.prepare_worker = worker.start()
-        return self.prepare_worker
+        return self.prepare_jobs.start(
+            reproject_job, str(self.backend.library_path), model, device, weights, process=True,
+            on_finished=lambda _: self._prepare_done("Projections up to date for the active model."),
+            on_failed=lambda exc: self._prepare_done(f"Projections failed: {exc}"),
+            on_cancelled=lambda: self._prepare_done("Projections cancelled; search stays off until they are "
+                                                    "computed."))
 
     def warm_up(self) -> Worker | None:
         """Load the model and the audio front end in the background (the first query is then fast)."""
         status = self.backend.model_status()
         if not status.trained or self._loading_held:
             return None
-        if self.warm_worker is not None and self.warm_worker.running:
-            return self.warm_worker
+        if self.warm_jobs.running:
+            return self.warm_jobs.worker
         key = (str(status.path), self.backend.device, str(self.backend.library_path))
         if key == self._warmed:
             return None
         self._warmed = key
-        worker = Worker(self.backend.warm_up)
-        worker.signals.progress.connect(self._warm_progress)
-        worker.signals.failed.connect(lambda exc: self.show_message(f"The model cannot be loaded: {exc}"))
-        worker.signals.done.connect(self._warm_done)
-        self.warm_worker = worker.start()
+        worker = self.warm_jobs.start(self.backend.warm_up, on_progress=self._warm_progress, on_done=self._warm_done,
+                                      on_failed=lambda exc: self.show_message(f"The model cannot be loaded: {exc}"))
         self.update_loading()
-        return self.warm_worker
+        return worker
 
     def _warm_done(self) -> None:
         if "torch" in sys.modules:  # loaded by now: asking it costs nothing
@@ -451,27 +454,16 @@ class MainWindow(QMainWindow):
 
         self._prestarted = True
         model, device, weights = self.backend.job_settings()
-        return Worker(prewarm, model, device, weights, process=True).start()
-
-    def _prepare_progress(self, report: Progress) -> None:
-        if report.total:
-            self.job_bar.setRange(0, report.total)
-            self.job_bar.setValue(report.done)
-            self.job_bar.setFormat(f"{report.stage} %p%")
+        return self.prestart_control.start(prewarm, model, device, weights, process=True)
 
     def _prepare_done(self, text: str) -> None:
         self.backend.reload()
         self.warm_up()
         self.job_bar.hide()
-        self.job_cancel.hide()
         self.search.talk.setEnabled(True)
         self.show_message(text)
         self.library.refresh()
         self.projections_ready.emit()
-
-    def _cancel_prepare(self) -> None:
-        if self.prepare_worker is not None:
-            self.prepare_worker.cancel()
 
     # --- keyboard: Space = hold to speak ----------------------------------------------------
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
@@ -496,9 +488,8 @@ class MainWindow(QMainWindow):
         if self.recorder.recording:
             self.recorder.stop()
         self.player.stop()
-        for worker in (self.library.worker, self.prepare_worker, self.training.worker):
-            if worker is not None and worker.running:
-                worker.cancel()
+        for jobs in (self.library.jobs, self.prepare_jobs, self.training.jobs):
+            jobs.cancel()
         QApplication.instance().removeEventFilter(self)  # type: ignore[union-attr]
         self.settings.window_geometry = bytes(self.saveGeometry().data())
         from app.worker import shutdown_job_servers

@@ -40,13 +40,13 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMenu,
     QPushButton,
-    QSplitter,
     QStyleOptionGraphicsItem,
     QVBoxLayout,
     QWidget,
 )
 
 from app.types import Hit, TileInfo
+from app.widgets import split_pair
 
 ThumbnailProvider = Callable[[int], QImage | None]
 
@@ -453,14 +453,8 @@ class MapPanel(QWidget):
         right_layout.addWidget(self.unplaced_title)
         right_layout.addWidget(self.unplaced, 1)
 
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(left)
-        splitter.addWidget(right)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 1)
-        splitter.setSizes([1000, 400])
         layout = QVBoxLayout(self)
-        layout.addWidget(splitter)
+        layout.addWidget(split_pair(left, right, (3, 1), [1000, 400]))
 
     def show_all(self) -> None:
         """Fit every footprint, and keep fitting on resize."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
@@ -19,7 +17,17 @@ from PySide6.QtGui import (
     QPixmap,
     QResizeEvent,
 )
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QTabBar, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QTabBar,
+    QWidget,
+)
 
 from dvan.progress import Progress
 
@@ -280,6 +288,19 @@ class DragHoverTabBar(QTabBar):
         event.accept()
 
 
+def split_pair(first: QWidget, second: QWidget, stretch: tuple[int, int], sizes: list[int] | None = None,
+               orientation: Qt.Orientation = Qt.Orientation.Horizontal) -> QSplitter:
+    """Two widgets in a splitter that share extra room by ``stretch`` (and start at ``sizes``, pixels)."""
+    splitter = QSplitter(orientation)
+    splitter.addWidget(first)
+    splitter.addWidget(second)
+    splitter.setStretchFactor(0, stretch[0])
+    splitter.setStretchFactor(1, stretch[1])
+    if sizes is not None:
+        splitter.setSizes(sizes)
+    return splitter
+
+
 def format_duration(seconds: float) -> str:
     """"45 s", "3 min 05 s", "1 h 02 min"."""
     seconds = max(0, int(round(seconds)))
@@ -302,17 +323,26 @@ def progress_text(report: Progress, rate: float | None, unit: str) -> str:
 
 
 class JobBar(QWidget):
-    """Progress bar, rate label and Cancel button for one long job."""
+    """Progress bar, rate label and Cancel button for one long job.
+
+    Args:
+        parent: the parent widget.
+        rate_unit: the unit of the rate shown beside the bar.
+        compact: a narrow bar with no label, for the status bar (the message goes to the status line).
+    """
 
     cancel_requested = Signal()
 
-    def __init__(self, parent: QWidget | None = None, rate_unit: str = "items/s",
-                 rate_of: Callable[[Progress, float], str] | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, rate_unit: str = "items/s", compact: bool = False) -> None:
         super().__init__(parent)
         self.bar = QProgressBar()
         self.bar.setTextVisible(True)
         self.label = QLabel("")
         self.label.setMinimumWidth(220)
+        self.compact = compact
+        if compact:
+            self.bar.setMaximumWidth(220)
+            self.label.hide()
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel_requested)
@@ -343,7 +373,7 @@ class JobBar(QWidget):
         if report.total:
             self.bar.setRange(0, int(report.total))
             self.bar.setValue(int(min(report.done, report.total)))
-            self.bar.setFormat(f"{report.stage}: {report.done}/{report.total} (%p%)")
+            self.bar.setFormat(f"{report.stage} %p%" if self.compact else f"{report.stage}: {report.done}/{report.total} (%p%)")
         else:
             self.bar.setRange(0, 0)
         self.label.setText(progress_text(report, rate, self._unit))

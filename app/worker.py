@@ -4,9 +4,9 @@ dvan's long jobs are plain functions taking ``progress`` and ``cancel`` keyword 
 (:mod:`dvan.progress`). :class:`Worker` runs such a function on its own Python thread and turns
 what happens into Qt signals of ``worker.signals``, always emitted on the GUI thread:
 
-* ``progress(Progress)``: throttled to one report per ``min_interval_s`` (the first report of a
-  stage and any report whose ``done`` reaches ``total`` always get through), so a job reporting
-  every tile cannot flood the event loop;
+* ``progress(Progress)``: throttled to one report per ``min_interval_s`` by
+  :class:`app._child.ProgressThrottle` (the first report of a stage and any report whose ``done``
+  reaches ``total`` always get through), so a job reporting every tile cannot flood the event loop;
 * ``finished(object)``: the job's return value;
 * ``failed(object)``: the exception it raised (a :class:`~dvan.errors.DvanError` carries a message
   meant for the user);
@@ -36,15 +36,15 @@ import os
 import queue
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from app._child import ProgressThrottle
 from dvan.errors import Cancelled
-from dvan.progress import CancelToken, Progress
+from dvan.progress import CancelToken
 
 #: How often the GUI thread collects the jobs' events, in milliseconds.
 POLL_MS = 15
@@ -244,8 +244,7 @@ class Worker:
         self._server: _JobServer | None = None
         self._server_lock = threading.Lock()
         self._interval = min_interval_s
-        self._last_emit = 0.0
-        self._last_stage = ""
+        self._report = ProgressThrottle(lambda report: self._post("progress", report), min_interval_s)
         self._events: queue.SimpleQueue[tuple[Worker, str, Any]] | None = None
         self.result: Any = None
         self.error: BaseException | None = None
@@ -283,14 +282,6 @@ class Worker:
         assert self._events is not None
         self._events.put((self, kind, payload))
 
-    def _report(self, report: Progress) -> None:
-        now = time.monotonic()
-        final = report.total is not None and report.done >= report.total
-        if report.stage != self._last_stage or final or now - self._last_emit >= self._interval:
-            self._last_emit = now
-            self._last_stage = report.stage
-            self._post("progress", report)
-
     def _run(self) -> None:
         try:
             if self._plain:
@@ -308,7 +299,6 @@ class Worker:
             self._post("finished", result)
         finally:
             self._post("done")
-
 
     def _relay(self) -> None:
         """Run the job on a job server and pass its messages on (a thread of the GUI process; it only waits)."""
@@ -349,20 +339,3 @@ class Worker:
                 else:
                     server.stop()
             self._post("done")
-
-
-def run_job(fn: Callable[..., Any], *args: Any, on_finished: Callable[[Any], None] | None = None,
-            on_failed: Callable[[BaseException], None] | None = None,
-            on_progress: Callable[[Progress], None] | None = None,
-            on_cancelled: Callable[[], None] | None = None, plain: bool = False, **kwargs: Any) -> Worker:
-    """Create, connect and start a :class:`Worker` in one call; the callbacks run on the GUI thread."""
-    worker = Worker(fn, *args, plain=plain, **kwargs)
-    if on_progress is not None:
-        worker.signals.progress.connect(on_progress)
-    if on_finished is not None:
-        worker.signals.finished.connect(on_finished)
-    if on_failed is not None:
-        worker.signals.failed.connect(on_failed)
-    if on_cancelled is not None:
-        worker.signals.cancelled.connect(on_cancelled)
-    return worker.start()

@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("DVAN_APP_NO_DIALOGS", "1")
 os.environ.setdefault("DVAN_APP_NO_PRESTART", "1")  # job servers start when a test's first job needs one
@@ -53,3 +55,48 @@ def make_backend(world: dict[str, Path], library: Path | None = None, model: Pat
     backend = Backend(device="cpu", model_path=model or world["model"])
     backend.open_library(library or world["library"])
     return backend
+
+
+# --- fixtures shared by the app test modules: import them by name (``from app_support import world_fixture``);
+# each module then gets its own module-scoped instance
+@pytest.fixture(scope="module", name="world")
+def world_fixture() -> dict[str, Path]:
+    """The app tests' world (see :func:`app_world`)."""
+    return app_world()
+
+
+@pytest.fixture(scope="module", name="backend")
+def backend_fixture(world: dict[str, Path]) -> object:
+    """A backend on the world's trained model and library (see :func:`make_backend`)."""
+    return make_backend(world)
+
+
+# --- drag and drop, as Qt delivers it to a widget ---------------------------------------------
+def file_mime(*paths: Path) -> object:
+    """Drag data carrying local files."""
+    from PySide6.QtCore import QMimeData, QUrl
+
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+    return data
+
+
+def drag_enter(widget: object, data: object) -> bool:
+    """Drag ``data`` into ``widget``; whether it accepts it."""
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtGui import QDragEnterEvent
+
+    event = QDragEnterEvent(QPointF(5, 5), Qt.DropAction.CopyAction, data, Qt.MouseButton.LeftButton,  # type: ignore[arg-type]
+                            Qt.KeyboardModifier.NoModifier)
+    event.setAccepted(False)
+    widget.dragEnterEvent(event)  # type: ignore[attr-defined]
+    return event.isAccepted()
+
+
+def drop_on(widget: object, data: object) -> None:
+    """Drop ``data`` on ``widget``."""
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtGui import QDropEvent
+
+    widget.dropEvent(QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, data,  # type: ignore[attr-defined, arg-type]
+                                Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))

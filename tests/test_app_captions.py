@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from app_support import app_world, make_backend, make_settings
+from app_support import backend_fixture, drag_enter, drop_on, file_mime, make_settings, world_fixture  # noqa: F401 - pytest fixtures, used by name
 
 
 class RecordingPlayer:
@@ -22,16 +22,6 @@ class RecordingPlayer:
         pass
 
 
-@pytest.fixture(scope="module")
-def world() -> dict[str, Path]:
-    return app_world()
-
-
-@pytest.fixture(scope="module")
-def backend(world: dict[str, Path]):
-    return make_backend(world)
-
-
 def make_panel(qtbot, backend, tmp_path: Path, player=None):
     from app.captions_panel import CaptionsPanel
     from app.thumbs import ImageCache
@@ -44,15 +34,8 @@ def make_panel(qtbot, backend, tmp_path: Path, player=None):
 
 
 def drop(widget, data) -> None:
-    from PySide6.QtCore import QPointF, Qt
-    from PySide6.QtGui import QDragEnterEvent, QDropEvent
-
-    enter = QDragEnterEvent(QPointF(5, 5), Qt.DropAction.CopyAction, data, Qt.MouseButton.LeftButton,
-                            Qt.KeyboardModifier.NoModifier)
-    widget.dragEnterEvent(enter)
-    assert enter.isAccepted()
-    widget.dropEvent(QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, data, Qt.MouseButton.LeftButton,
-                                Qt.KeyboardModifier.NoModifier))
+    assert drag_enter(widget, data)
+    drop_on(widget, data)
 
 
 def test_dropped_result_tile_ranks_captions_like_the_engine(qtbot, backend, tmp_path: Path) -> None:
@@ -100,17 +83,8 @@ def test_dropped_image_file_ranks_captions(qtbot, backend, world, tmp_path: Path
 
 
 def test_not_an_image_is_refused_by_the_drop_area(qtbot, backend, world, tmp_path: Path) -> None:
-    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-    from PySide6.QtGui import QDragEnterEvent
-
     panel = make_panel(qtbot, backend, tmp_path)
-    data = QMimeData()
-    data.setUrls([QUrl.fromLocalFile(str(world["query_dots"]))])
-    enter = QDragEnterEvent(QPointF(5, 5), Qt.DropAction.CopyAction, data, Qt.MouseButton.LeftButton,
-                            Qt.KeyboardModifier.NoModifier)
-    enter.setAccepted(False)
-    panel.drop.dragEnterEvent(enter)
-    assert not enter.isAccepted()
+    assert not drag_enter(panel.drop, file_mime(world["query_dots"]))
 
 
 def test_playback_without_an_output_device_is_a_message(qtbot, backend, world, tmp_path: Path) -> None:

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from app_support import app_world, copy_library, make_backend, make_settings
-
-
-@pytest.fixture(scope="module")
-def world() -> dict[str, Path]:
-    return app_world()
+from app_support import (
+    copy_library,
+    make_backend,
+    make_settings,
+    world_fixture,  # noqa: F401 - pytest fixtures, used by name
+)
 
 
 def make_window(qtbot, world, tmp_path: Path, library: Path | None = None, settings=None):

@@ -1,20 +1,16 @@
-"""Library tab: create/open, import with progress, rate, cancel and per-file report; the UI stays responsive."""
+"""Library tab: create/open, import with progress, rate, cancel and per-file report.
+
+How responsive the window stays during an import is measured by benchmarks/app_latency.py, not here.
+"""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import pytest
-from app_support import app_world, make_settings
-
-#: Longest event-loop stall accepted during an import (the issue asks for under 100 ms).
-MAX_LATENCY_MS = 100.0
-
-
-@pytest.fixture(scope="module")
-def world() -> dict[str, Path]:
-    return app_world()
+from app_support import (
+    make_settings,
+    world_fixture,  # noqa: F401 - pytest fixtures, used by name
+)
 
 
 def make_panel(qtbot, world, tmp_path: Path):
@@ -31,35 +27,7 @@ def make_panel(qtbot, world, tmp_path: Path):
     return panel
 
 
-class LatencyProbe:
-    """Measures how late a 10 ms GUI timer fires: the event loop's responsiveness."""
-
-    def __init__(self) -> None:
-        from PySide6.QtCore import QTimer
-
-        self.timer = QTimer()
-        self.timer.setInterval(10)
-        self.timer.timeout.connect(self._tick)
-        self.last = 0.0
-        self.worst_ms = 0.0
-        self.ticks = 0
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        if self.last:
-            self.worst_ms = max(self.worst_ms, (now - self.last) * 1000 - 10)
-        self.last = now
-        self.ticks += 1
-
-    def start(self) -> None:
-        self.last = time.perf_counter()
-        self.timer.start()
-
-    def stop(self) -> None:
-        self.timer.stop()
-
-
-def test_create_import_report_and_event_loop_latency(qtbot, world, tmp_path: Path) -> None:
+def test_create_import_and_report(qtbot, world, tmp_path: Path) -> None:
     panel = make_panel(qtbot, world, tmp_path)
     assert not panel.add_files_button.isEnabled()
     with qtbot.waitSignal(panel.library_changed):
@@ -76,24 +44,15 @@ def test_create_import_report_and_event_loop_latency(qtbot, world, tmp_path: Pat
     with qtbot.waitSignal(prestart.signals.done, timeout=120000):
         pass
     reports = []
-    probe = LatencyProbe()
-    probe.start()
-    started = time.perf_counter()
     worker = panel.add_paths([world["rasters"], world["manifest"].parent / "images"])
     assert worker is not None and panel.busy
     worker.signals.progress.connect(reports.append)
     assert not panel.add_folder_button.isEnabled() and panel.job.cancel_button.isEnabled()
     with qtbot.waitSignal(panel.busy_changed, timeout=120000):
         pass
-    seconds = time.perf_counter() - started
-    probe.stop()
     report = panel.report
     assert report is not None and not report.cancelled
     assert report.tiles > 10
-    print(f"import: {report.tiles} tiles in {seconds:.1f} s; worst event-loop delay {probe.worst_ms:.1f} ms "
-          f"over {probe.ticks} ticks")
-    assert probe.ticks > seconds * 20  # the loop kept turning
-    assert probe.worst_ms < MAX_LATENCY_MS
 
     assert reports and reports[-1].stage == "import"
     assert "tiles/s" in panel.job.label.text() or "tiles imported" in panel.job.label.text()

@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from app_support import app_world, make_backend, make_settings
-
-
-@pytest.fixture(scope="module")
-def world() -> dict[str, Path]:
-    return app_world()
-
-
-@pytest.fixture(scope="module")
-def backend(world: dict[str, Path]):
-    return make_backend(world)
+from app_support import backend_fixture, make_settings, world_fixture  # noqa: F401 - pytest fixtures, used by name
 
 
 def make_map(qtbot, backend):

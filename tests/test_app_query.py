@@ -9,13 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from app_support import app_world, make_backend, make_settings
+from app_support import (
+    make_backend,
+    make_settings,
+    world_fixture,  # noqa: F401 - pytest fixtures, used by name
+)
 from PySide6.QtCore import Qt
-
-
-@pytest.fixture(scope="module")
-def world() -> dict[str, Path]:
-    return app_world()
 
 
 @pytest.fixture(scope="module")

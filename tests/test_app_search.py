@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from app_support import app_world, make_backend, make_settings
+from app_support import (
+    drop_on,
+    file_mime,
+    make_backend,
+    make_settings,
+    world_fixture,  # noqa: F401 - pytest fixtures, used by name
+)
 
 from app.audio import Recorder
 
@@ -32,11 +38,6 @@ class ScriptedRecorder(Recorder):
     def stop(self) -> tuple[np.ndarray, int]:
         self._open = False
         return self.samples, self.sample_rate
-
-
-@pytest.fixture(scope="module")
-def world() -> dict[str, Path]:
-    return app_world()
 
 
 @pytest.fixture(scope="module")
@@ -174,16 +175,9 @@ def test_missing_microphone_is_a_clear_message_and_the_app_stays_usable(qtbot, b
 
 
 def test_dropping_an_audio_file_searches(qtbot, backend, world, tmp_path: Path) -> None:
-    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-    from PySide6.QtGui import QDropEvent
-
     panel = make_panel(qtbot, backend, tmp_path)
-    data = QMimeData()
-    data.setUrls([QUrl.fromLocalFile(str(world["query_stripes"]))])
-    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, data, Qt.MouseButton.LeftButton,
-                       Qt.KeyboardModifier.NoModifier)
     with qtbot.waitSignal(panel.results_changed, timeout=30000):
-        panel.drop.dropEvent(event)
+        drop_on(panel.drop, file_mime(world["query_stripes"]))
     assert panel.query_file == world["query_stripes"]
 
 

@@ -12,13 +12,10 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
-from app_support import app_world, make_settings
-
-
-@pytest.fixture(scope="module")
-def world() -> dict[str, Path]:
-    return app_world()
+from app_support import (
+    make_settings,
+    world_fixture,  # noqa: F401 - pytest fixtures, used by name
+)
 
 
 def test_the_window_shows_a_loading_state_first_then_becomes_ready(qtbot, world, tmp_path: Path) -> None:

@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from app_support import app_world, make_settings
-
-
-@pytest.fixture(scope="module")
-def world() -> dict[str, Path]:
-    return app_world()
+from app_support import (
+    make_settings,
+    world_fixture,  # noqa: F401 - pytest fixtures, used by name
+)
 
 
 @pytest.fixture

@@ -41,10 +41,9 @@ from dvan.model.factory import ModelBundle, create_model
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
 from dvan.train.augment import augment_grid
 from dvan.train.config import TrainConfig
+from dvan.train.runs import BEST_FILE as BEST_NAME
+from dvan.train.runs import LOG_FILE as LOG_NAME
 from dvan.train.state import RESUME_NAME, RunState, read_resume, restore, save_resume
-
-BEST_NAME = "best.safetensors"
-LOG_NAME = "train_log.jsonl"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from safetensors.torch import load_file
 from dvan.errors import TrainingError
 from dvan.model.checkpoint import write_safetensors_atomically
 
-RESUME_NAME = "resume.safetensors"
 RESUME_FORMAT = "1"
 
 
