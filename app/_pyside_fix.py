@@ -6,8 +6,7 @@ Python 3.11, which this project runs, every call of a method returning ``void``
 (``widget.update()``, ``painter.drawRect(...)``, ``QCoreApplication.processEvents()``, ...) thus
 takes one reference from ``None`` that was never given. A fresh interpreter holds a few thousand
 references to ``None``; after that many void calls (seconds of painting), CPython aborts with
-"Fatal Python error: none_dealloc: deallocating None". ``tests/test_app_pyside.py`` shows the
-drop and checks this fix.
+"Fatal Python error: none_dealloc: deallocating None".
 
 The fix gives ``None`` (and, as a precaution, ``True`` and ``False``) 2**40 extra references at
 import, which is what immortality amounts to: at a million void calls per second they would last

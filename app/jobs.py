@@ -3,7 +3,7 @@
 Each takes paths and settings (never open objects), opens what it needs itself, and takes the
 usual ``progress`` and ``cancel`` keyword arguments. Running them in their own process keeps
 their Python work off the GUI process's GIL: an import or a training run then cannot stall the
-event loop, whatever it does (measured in ``tests/test_app_library.py``).
+event loop, whatever it does (measured in ``tests/gui/test_app_library.py``).
 """
 
 from __future__ import annotations

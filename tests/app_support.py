@@ -1,4 +1,4 @@
-"""Shared helpers of the app tests (tests/test_app_*.py): the real world they drive, settings, windows.
+"""Shared helpers of the app tests (tests/gui/test_app_*.py): the real world they drive, settings, windows.
 
 The world (a trained tiny model, a library with tiles and spoken captions, spoken queries) is
 built once per test process by ``tests/data/make_app_world.py`` and reused by every app test

@@ -11,16 +11,12 @@ import atexit
 import functools
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent / "data"))
-
-from make_rasters import make_rasters  # noqa: E402
+from make_rasters import make_rasters
 
 from dvan.config import AudioConfig, ModelConfig  # noqa: E402
 from dvan.library import ImportReport, Library, import_paths  # noqa: E402

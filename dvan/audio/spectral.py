@@ -12,7 +12,7 @@ query needs only a handful of its functions, each a few lines of numpy:
 * :func:`delta` as ``librosa.feature.delta`` (Savitzky-Golay derivative, ``mode="interp"``).
 
 :mod:`dvan.audio.features` picks these or librosa; training uses librosa, the canonical one, and
-``tests/test_spectral.py`` checks that both give the same features on real speech.
+``tests/audio/test_spectral.py`` checks that both give the same features on real speech.
 """
 
 from __future__ import annotations

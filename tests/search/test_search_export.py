@@ -22,7 +22,7 @@ from dvan.search.export import (
     source_crs_polygon,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _utm_record() -> ResultRecord:

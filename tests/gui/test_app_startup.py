@@ -101,7 +101,7 @@ def test_building_the_main_window_imports_no_torch(tmp_path: Path) -> None:
             "window.show(); app.processEvents()\n"
             "print(sorted(m for m in ('torch', 'librosa', 'rasterio', 'numba') if m in sys.modules))\n"
             "os._exit(0)\n")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
                             env={**__import__("os").environ, "PYTHONPATH": str(root)})
     assert result.returncode == 0, result.stderr[-2000:]

@@ -26,7 +26,7 @@ from dvan.cli.main import main
 from dvan.errors import AudioDecodeError, CheckpointError, CheckpointMismatchError
 from dvan.resources import default_model_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

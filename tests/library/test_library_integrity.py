@@ -21,7 +21,7 @@ from dvan.library import Library
 from dvan.model.checkpoint import save_checkpoint
 from dvan.model.dvan import DVAN
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _digests(folder: Path) -> dict[str, str]:

@@ -20,7 +20,7 @@ from dvan.cli.main import main
 from dvan.errors import ModelPackageMissingError, TextBranchMissingError
 from dvan.query.packages import RECOGNISER, QueryModel
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

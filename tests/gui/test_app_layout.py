@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Logical pixels a 1920 x 1080 screen at 150 % scaling leaves a window (less a 40-pixel panel).
 SCALED_SCREEN = (1280, 680)

@@ -25,7 +25,7 @@ from dvan.errors import MountError
 from dvan.library import Library
 from dvan.search.engine import SearchEngine
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module", name="shards")

@@ -17,7 +17,7 @@ import pytest
 from dvan.cli.main import COMMAND_MODULES
 from dvan.resources import resources_dir
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Modules that cost seconds to import; none of them may load for a --help or an argument error.
 HEAVY = ("torch", "librosa", "rasterio", "PySide6", "numba", "scipy", "ray")
 

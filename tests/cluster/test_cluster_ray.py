@@ -32,7 +32,7 @@ from dvan.cluster.ray_import import RayFeatureRunner  # noqa: E402
 from dvan.cluster.sharded_search import ShardedSearch  # noqa: E402
 from dvan.search.engine import SearchEngine  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

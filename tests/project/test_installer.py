@@ -4,7 +4,7 @@ Fast tests use a tiny synthetic bundle (a few small files and their manifest) wi
 The slow test builds the real bundle (or reuses one), unpacks it into a fresh folder and installs it into a fresh
 prefix with no network for pip, then checks the self-check, an upgrade that keeps user data, and the uninstall::
 
-    .venv/bin/python -m pytest -m slow tests/test_installer.py -s
+    .venv/bin/python -m pytest -m slow tests/project/test_installer.py -s
 
 Environment for the slow test: ``DVAN_TEST_BUNDLE`` = an already built bundle (.tar/.tar.gz/.tar.zst or its
 unpacked folder) to install instead of building one; ``DVAN_BUNDLE_CACHE`` = the builder's download cache
@@ -29,7 +29,7 @@ from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INSTALLERS = ROOT / "installers"
 
 
