@@ -41,9 +41,8 @@ from dvan.model.factory import ModelBundle, create_model
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
 from dvan.train.augment import augment_grid
 from dvan.train.config import TrainConfig
-from dvan.train.runs import BEST_FILE as BEST_NAME
-from dvan.train.runs import LOG_FILE as LOG_NAME
-from dvan.train.state import RESUME_NAME, RunState, read_resume, restore, save_resume
+from dvan.train.runs import BEST_FILE, LOG_FILE, RESUME_FILE
+from dvan.train.state import RunState, read_resume, restore, save_resume
 
 
 @dataclass(frozen=True)
@@ -303,7 +302,7 @@ def _train(manifest: str | Path | Sequence[str | Path], train_config: TrainConfi
            labels: LabelPolicy | None) -> TrainResult:
     """The body of :func:`train`, run while holding OUT_DIR."""
     cancel = cancel or CancelToken()
-    resume_path, best_path, log = out / RESUME_NAME, out / BEST_NAME, _Log(out / LOG_NAME)
+    resume_path, best_path, log = out / RESUME_FILE, out / BEST_FILE, _Log(out / LOG_FILE)
     config_dict = train_config.to_dict()
     resume_data = _earlier_run(out, config_dict, resume)
     if resume_data is not None and resume_data[1]["state"].get("finished"):
@@ -382,7 +381,7 @@ def _earlier_run(out: Path, config_dict: dict[str, Any],
     Raises:
         TrainingError: the resume file comes from another training config.
     """
-    resume_path = out / RESUME_NAME
+    resume_path = out / RESUME_FILE
     if resume and resume_path.is_file():
         resume_data = read_resume(resume_path)
         if resume_data[1]["train_config"] != json.loads(json.dumps(config_dict)):
@@ -390,7 +389,7 @@ def _earlier_run(out: Path, config_dict: dict[str, Any],
                                 "or pass --no-resume (resume=False) to start afresh")
         return resume_data
     if not resume:
-        for stale in (resume_path, out / BEST_NAME, out / LOG_NAME):
+        for stale in (resume_path, out / BEST_FILE, out / LOG_FILE):
             stale.unlink(missing_ok=True)
     return None
 
