@@ -26,7 +26,8 @@ CONDITION_NAMES = {"ucm": "UCM test, seen voices", "ucm-unseen": "UCM test, unse
                    "rsicd": "RSICD/AID test, seen voices", "rsicd-unseen": "RSICD/AID test, unseen voices",
                    "union": "UCM + RSICD/AID test as one gallery, seen", "union-unseen": "the same, unseen voices",
                    "ucm-val": "UCM val", "rsicd-val": "RSICD/AID val"}
-TRAINED_ON = {"ucm": "UCM only (first default)", "rsicd": "RSICD/AID only", "both": "UCM + RSICD/AID, 8 epochs (previous default)",
+TRAINED_ON = {"ucm": "UCM only (first default)", "rsicd": "RSICD/AID only",
+              "both": "UCM + RSICD/AID, 8 epochs (previous default)",
               "both-long": "UCM + RSICD/AID, 18 epochs (default)",
               "paper-rsicd": "RSICD/AID only, paper preset"}
 
