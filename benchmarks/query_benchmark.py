@@ -100,8 +100,8 @@ def speak_entries(items: list[dict[str, Any]], folder: Path, seed: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     captions = folder / "captions.json"
     captions.write_text(json.dumps({"dataset": folder.name, "items": items}, indent=1), encoding="utf-8")
-    if not (folder / "manifest.jsonl").is_file():
-        speak_captions(captions, folder, SpeakConfig(voices=UNSEEN_VOICES, seed=seed), jobs=1)
+    # Always speak: a rerun with another --queries changes the items, and speaking reuses every finished file.
+    speak_captions(captions, folder, SpeakConfig(voices=UNSEEN_VOICES, seed=seed), jobs=1)
     return folder / "manifest.jsonl"
 
 

@@ -1,7 +1,7 @@
 """The trained Silero VAD (v6, ONNX) run with onnxruntime on numpy: where is the speech?
 
 The weights are a file inside the ``silero-vad`` wheel (``silero_vad/data/silero_vad.onnx``), found
-through :data:`dvan.query.packages.VAD`; nothing is downloaded and no torch is needed. The model
+through :data:`dvan.packages.VAD`; nothing is downloaded and no torch is needed. The model
 reads 16 kHz audio in 32 ms chunks (512 samples, plus the 64 samples before them as context) and
 carries a recurrent state from chunk to chunk; it gives each chunk a speech probability.
 
@@ -38,7 +38,7 @@ class SileroVad:
         Raises:
             ModelPackageMissingError: silero-vad or onnxruntime is not installed.
         """
-        from dvan.query.packages import VAD
+        from dvan.packages import VAD
 
         with self._lock:
             if self._session is not None:

@@ -11,6 +11,7 @@ from dvan.progress import CancelToken, Progress, TqdmProgress
 from dvan.resources import default_model_path
 
 if TYPE_CHECKING:  # torch is imported by the commands that load a model, not by the parsers
+    from dvan.cluster.sharded_search import ShardedSearch
     from dvan.model.factory import ModelBundle
     from dvan.search.engine import SearchEngine
 
@@ -59,7 +60,7 @@ def optional_model(checkpoint: Path | None, device: str) -> ModelBundle | None:
     return None
 
 
-def prepare_projections(engine: SearchEngine, quiet: bool) -> None:
+def prepare_projections(engine: SearchEngine | ShardedSearch, quiet: bool) -> None:
     """Compute the library's projections for the engine's model from its stored features, if it lacks them.
 
     Says so on stderr, with a progress bar per stage unless ``quiet``.

@@ -29,7 +29,7 @@ def collect_info(device: str = "auto") -> dict[str, Any]:
 
     from dvan.device import resolve_device
     from dvan.model.weights import locate_weights
-    from dvan.query.packages import QUERY_MODELS, package_version
+    from dvan.packages import QUERY_MODELS, package_version
     from dvan.resources import default_model_path
 
     problems: list[str] = []

@@ -117,20 +117,26 @@ def run(args: argparse.Namespace) -> int:
         else:
             query = engine.encode_file(args.wav)
         spoken = args.text is None
+        bbox = tuple(args.bbox) if args.bbox else None
+        searched = int(engine.candidates(bbox, args.source).size)
+        model = str(bundle.checkpoint) if bundle.checkpoint else "unsaved"
+        if spoken and mode == "hybrid" and not args.json:
+            # The audio ranking never waits for the recogniser: it is printed first, then refined by the transcript.
+            started = time.perf_counter()
+            first = engine.search(query, top_k=args.top, bbox=bbox, sources=args.source)
+            print_tile_hits(first, _header(query, spoken, "audio (refined below with the transcript)", model, searched,
+                                           time.perf_counter() - started, engine.trained))
+            print(file=sys.stdout, flush=True)
         if spoken and mode != "audio":
-            # text and hybrid modes read the transcript, so it comes first; a missing recogniser is an error here
+            # text and hybrid modes read the transcript; a missing recogniser is an error here
             heard = _transcribe(args, str(bundle.device), recording)
             query = engine.for_mode(mode, query, heard.text)
+            if not args.json and mode == "hybrid":
+                print(f'heard: "{heard.text}"', flush=True)
         started = time.perf_counter()
-        hits = engine.search(query, top_k=args.top, bbox=tuple(args.bbox) if args.bbox else None,
-                             sources=args.source)
+        hits = engine.search(query, top_k=args.top, bbox=bbox, sources=args.source)
         seconds = time.perf_counter() - started
-        searched = int(engine.candidates(tuple(args.bbox) if args.bbox else None, args.source).size)
-    model = str(bundle.checkpoint) if bundle.checkpoint else "unsaved"
-    note = "" if engine.trained else "  [UNTRAINED MODEL: rankings are meaningless]"
-    what = (f"query {query.source}" if not spoken else
-            f"query {query.source}: {query.seconds:.1f} s of speech{' (truncated)' if query.truncated else ''}")
-    header = (f"{what}; mode {mode}; model {Path(model).name}; {searched} tiles scored in {seconds * 1000:.0f} ms{note}")
+    header = _header(query, spoken, mode, model, searched, seconds, engine.trained)
     if not args.json:
         print_tile_hits(hits, header)
         sys.stdout.flush()
@@ -152,9 +158,17 @@ def run(args: argparse.Namespace) -> int:
                           "heard_error": heard_error,
                           "model": model, "trained": engine.trained, "searched": searched,
                           "search_ms": seconds * 1000, "hits": [h.to_dict() for h in hits]}, indent=2))
-    elif heard is not None:
+    elif heard is not None and not (spoken and mode == "hybrid"):
         print(f'heard: "{heard.text}"')
     return 0
+
+
+def _header(query: Any, spoken: bool, mode: str, model: str, searched: int, seconds: float, trained: bool) -> str:
+    """The line above a ranking: the query, the mode, the model, how many tiles were scored and how fast."""
+    note = "" if trained else "  [UNTRAINED MODEL: rankings are meaningless]"
+    what = (f"query {query.source}" if not spoken else
+            f"query {query.source}: {query.seconds:.1f} s of speech{' (truncated)' if query.truncated else ''}")
+    return f"{what}; mode {mode}; model {Path(model).name}; {searched} tiles scored in {seconds * 1000:.0f} ms{note}"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

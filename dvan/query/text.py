@@ -33,7 +33,7 @@ import numpy as np
 
 from dvan.errors import CheckpointError, TextBranchMissingError
 from dvan.progress import Progress, ProgressCallback, no_progress
-from dvan.query.packages import SENTENCE_ENCODER
+from dvan.packages import SENTENCE_ENCODER
 
 Mode = Literal["audio", "text", "hybrid"]
 MODES: tuple[str, ...] = ("audio", "text", "hybrid")

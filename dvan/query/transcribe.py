@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from dvan.audio.io import prepare_waveform, read_audio
-from dvan.query.packages import RECOGNISER
+from dvan.packages import RECOGNISER
 
 #: Whisper's input rate.
 SAMPLE_RATE = 16000

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2] / "dvan"
 
 #: Lowest first. A module may import from its own layer and the layers below it, never above.
 LAYERS: list[tuple[str, ...]] = [
-    ("", "errors", "config", "progress", "device", "fsutil", "resources"),  # "" is dvan/__init__.py
+    ("", "errors", "config", "progress", "device", "fsutil", "resources", "packages"),  # "" is dvan/__init__.py
     ("audio",),
     ("query",),  # the query's models (recogniser, sentence encoder, text branch); the model factory attaches them
     ("model",),
@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("train",),  # training reports validation through eval
     ("library",),
     ("search",),
+    ("cluster",),  # the same import and search spread over Ray workers or local processes
     ("cli", "__main__"),
 ]
 LAYER_OF = {package: level for level, packages in enumerate(LAYERS) for package in packages}

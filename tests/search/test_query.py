@@ -18,7 +18,7 @@ from make_tiny_collection import make_tiny_collection
 
 from dvan.cli.main import main
 from dvan.errors import ModelPackageMissingError, TextBranchMissingError
-from dvan.query.packages import RECOGNISER, QueryModel
+from dvan.packages import RECOGNISER, QueryModel
 
 ROOT = Path(__file__).resolve().parents[2]
 
