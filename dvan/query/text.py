@@ -32,8 +32,8 @@ from typing import Any, Literal
 import numpy as np
 
 from dvan.errors import CheckpointError, TextBranchMissingError
-from dvan.progress import Progress, ProgressCallback, no_progress
 from dvan.packages import SENTENCE_ENCODER
+from dvan.progress import Progress, ProgressCallback, no_progress
 
 Mode = Literal["audio", "text", "hybrid"]
 MODES: tuple[str, ...] = ("audio", "text", "hybrid")
