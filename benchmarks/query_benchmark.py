@@ -126,7 +126,8 @@ def condition_manifest(dataset: str, name: str, work: Path, count: int) -> Path:
         snr = float(name.removeprefix("noise"))
         noisy = []
         for i, entry in enumerate(entries):
-            target = folder / "audio" / f"{i:05d}.wav"
+            # named by the source, not the position: another --queries samples other files
+            target = folder / "audio" / f"{Path(entry.audio).stem}.wav"
             add_noise(entry.audio, target, snr, seed=i)
             noisy.append(replace(entry, audio=target.resolve()))
         entries = noisy
