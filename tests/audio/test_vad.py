@@ -155,9 +155,9 @@ def test_default_method_is_the_measured_winner(speech: np.ndarray) -> None:
 def test_missing_vad_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
+    from dvan import packages
     from dvan.audio.silero import SileroVad
     from dvan.errors import ModelPackageMissingError
-    from dvan import packages
 
     monkeypatch.setattr(packages, "VAD", replace(packages.VAD, weights_module="silero_vad_not_installed"))
     with pytest.raises(ModelPackageMissingError, match=r"silero_vad_not_installed.*pip install .*silero-vad==6\.2\.3"):
