@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,7 +73,10 @@ def demo_library_ready(path: str | Path | None = None) -> bool:
         return False
     try:
         with Library.open(target) as library:
-            for file in _demo_files():
+            files = _demo_files()
+            if {str(s.path) for s in library.sources()} != {str(f.resolve()) for f in files}:
+                return False  # a demo file is missing, or one of an earlier install is still there
+            for file in files:
                 record = library.source(file)
                 stat = file.stat()
                 if record is None or record.status != "complete" or (record.size, record.mtime_ns) != \
@@ -107,6 +111,14 @@ def ensure_demo_library(path: str | Path | None = None, model: str | Path | Mode
     sources = demo_sources()
     if (target / DB_NAME).exists():
         library = Library.open(target)
+        # The demo library is derived from the shipped demo files only. Built by an earlier install in another
+        # folder (an upgrade into a new prefix), it holds that install's files and captions, which would rank
+        # beside the new ones: rebuild it from scratch.
+        shipped = {str(f.resolve()) for f in _demo_files()}
+        if any(str(s.path) not in shipped for s in library.sources()):
+            library.close()
+            shutil.rmtree(target)
+            library = Library.create(target, tile_size=DEMO_TILE_SIZE)
     else:
         library = Library.create(target, tile_size=DEMO_TILE_SIZE)
     try:

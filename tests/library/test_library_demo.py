@@ -59,3 +59,28 @@ def test_demo_builds_its_library_once_and_ranks_tiles(
     assert demo_library_ready()
     assert main(["library", "remove", str(tmp_path / "demo-library"), str(DEMO / "chips" / "forest99.jpg")]) == 0
     assert not demo_library_ready(tmp_path / "demo-library")  # a demo file missing: the viewer completes it first
+
+
+def test_demo_library_follows_a_moved_install(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    library_path = tmp_path / "demo-library"
+    monkeypatch.setenv("DVAN_DEMO_LIBRARY", str(library_path))
+    demo = ["demo", "--model", str(checkpoint(0)), "--allow-untrained", "--quiet", "--query", "harbor", "--top", "1"]
+    assert main(demo) == 0
+    with Library.open(library_path) as library:
+        captions_before = len(library.captions())
+    # an upgrade installs the same demo files into another folder
+    moved = tmp_path / "new-install" / "resources"
+    shutil.copytree(DEMO, moved / "demo")
+    monkeypatch.setenv("DVAN_RESOURCES", str(moved))
+    assert not demo_library_ready()  # the old install's files are still in it
+    capsys.readouterr()
+    assert main(demo) == 0
+    assert "42 tiles" in capsys.readouterr().out  # the old copies are gone: each tile ranks once
+    with Library.open(library_path) as library:
+        assert {s.path.parent for s in library.sources()} <= {(moved / "demo").resolve(),
+                                                              (moved / "demo" / "chips").resolve()}
+        assert len(library.captions()) == captions_before
+    assert demo_library_ready()
