@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from app.types import CaptionHit, Heard, Hit, ImportReport, ModelStatus, SearchOutcome, TileInfo
+from app.types import Heard, Hit, ImportOutcome, ModelStatus, RankedCaption, SearchOutcome, TileInfo
 from dvan.errors import CheckpointError, LibraryError, TextBranchMissingError
 from dvan.progress import CancelToken, Progress, ProgressCallback, no_progress
 
@@ -182,7 +182,7 @@ class Backend:
                 str(self.backbone_weights) if self.backbone_weights else None)
 
     def import_paths(self, paths: Sequence[str | Path], *, progress: ProgressCallback = no_progress,
-                     cancel: CancelToken | None = None) -> ImportReport:
+                     cancel: CancelToken | None = None) -> ImportOutcome:
         """Import files and folders into the open library in this process (the Library tab uses a child process)."""
         from app.jobs import import_job
 
@@ -405,11 +405,11 @@ class Backend:
         return found if found is not None else _tile_info(tile)
 
     # -- captions (image -> audio) -------------------------------------------------------------
-    def rank_captions_for_tile(self, tile_id: int, top_k: int = MAX_CAPTIONS) -> list[CaptionHit]:
+    def rank_captions_for_tile(self, tile_id: int, top_k: int = MAX_CAPTIONS) -> list[RankedCaption]:
         """The library's spoken captions ranked for one of its tiles."""
         return _caption_hits(self.engine().captions(int(tile_id), top_k=top_k))
 
-    def rank_captions_for_image(self, path: str | Path, top_k: int = MAX_CAPTIONS) -> list[CaptionHit]:
+    def rank_captions_for_image(self, path: str | Path, top_k: int = MAX_CAPTIONS) -> list[RankedCaption]:
         """The library's spoken captions ranked for an image file."""
         return _caption_hits(self.engine().captions(Path(path), top_k=top_k))
 
@@ -465,6 +465,6 @@ def _records(hits: Sequence[Hit]) -> list[Any]:
                          window=h.tile.window, crs=h.tile.crs, lonlat_polygon=h.tile.lonlat_polygon) for h in hits]
 
 
-def _caption_hits(ranked: Sequence[Any]) -> list[CaptionHit]:
-    return [CaptionHit(rank=h.rank, probability=float(h.probability), audio=Path(h.caption.audio), text=h.caption.text,
+def _caption_hits(ranked: Sequence[Any]) -> list[RankedCaption]:
+    return [RankedCaption(rank=h.rank, probability=float(h.probability), audio=Path(h.caption.audio), text=h.caption.text,
                        key=str(h.caption.id)) for h in ranked]

@@ -32,7 +32,7 @@ from app.job_control import JobController
 from app.result_grid import TILE_MIME
 from app.settings import AppSettings
 from app.thumbs import ImageCache
-from app.types import CaptionHit
+from app.types import RankedCaption
 from app.widgets import DropArea, DropFilter, ImageLabel, paint_probability_bar, split_pair
 from dvan.errors import DvanError
 from dvan.library.files import IMAGE_SUFFIXES
@@ -48,7 +48,7 @@ class CaptionDelegate(QStyledItemDelegate):
         return QSize(400, 46)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
-        hit: CaptionHit | None = index.data(HIT_ROLE)
+        hit: RankedCaption | None = index.data(HIT_ROLE)
         if hit is None:
             return
         painter.save()
@@ -85,7 +85,7 @@ class CaptionsPanel(QWidget):
         self.images = images
         self.player = player or Player(self)
         self.jobs = JobController(parent=self)
-        self.hits: list[CaptionHit] = []
+        self.hits: list[RankedCaption] = []
         self.query_name = ""
         self._generation = 0
 
@@ -191,7 +191,7 @@ class CaptionsPanel(QWidget):
     def _failed(self, error: BaseException) -> None:
         self.say(str(error) if isinstance(error, DvanError) else f"{type(error).__name__}: {error}", error=True)
 
-    def show_hits(self, hits: list[CaptionHit]) -> None:
+    def show_hits(self, hits: list[RankedCaption]) -> None:
         """Show ranked captions."""
         self.hits = hits
         self.list.clear()
@@ -209,10 +209,10 @@ class CaptionsPanel(QWidget):
         self.ranked.emit(hits)
 
     def _play_item(self, item: QListWidgetItem) -> None:
-        hit: CaptionHit = item.data(HIT_ROLE)
+        hit: RankedCaption = item.data(HIT_ROLE)
         self.play(hit)
 
-    def play(self, hit: CaptionHit) -> None:
+    def play(self, hit: RankedCaption) -> None:
         """Play one caption and show its text."""
         self.caption_text.setText(hit.text or f"{hit.audio.name} (the manifest has no text for this caption)")
         try:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.types import FileReport, ImportReport
+from app.types import FileReport, ImportOutcome
 from dvan.errors import Cancelled
 from dvan.progress import CancelToken, ProgressCallback, no_progress
 
@@ -49,7 +49,7 @@ def _search_bundle(model: str | Path | None, device: str, backbone_weights: str 
     return _BUNDLES[key]
 
 
-def convert_report(result: Any, tiles_of: Callable[[Path], int] | None = None) -> ImportReport:
+def convert_report(result: Any, tiles_of: Callable[[Path], int] | None = None) -> ImportOutcome:
     """dvan's import report as the per-file rows the Library tab shows.
 
     Args:
@@ -69,12 +69,12 @@ def convert_report(result: Any, tiles_of: Callable[[Path], int] | None = None) -
         files.append(FileReport(Path(path), "skipped", 0, "already in the library, unchanged"))
     for path, reason in result.failed:
         files.append(FileReport(Path(path), "failed", 0, str(reason)))
-    return ImportReport(files=files, tiles=int(result.tiles), seconds=float(result.seconds))
+    return ImportOutcome(files=files, tiles=int(result.tiles), seconds=float(result.seconds))
 
 
 def import_job(library: str | Path, paths: list[str], model: str | Path | None, device: str,
                backbone_weights: str | Path | None = None, *, progress: ProgressCallback = no_progress,
-               cancel: CancelToken | None = None) -> ImportReport:
+               cancel: CancelToken | None = None) -> ImportOutcome:
     """Import files and folders into a library (tiles, features, and the trained model's projections).
 
     A cancelled import returns a report with ``cancelled`` set (tiles committed so far stay).
@@ -88,7 +88,7 @@ def import_job(library: str | Path, paths: list[str], model: str | Path | None, 
         try:
             result = import_paths(opened, list(paths), bundle=bundle, progress=progress, cancel=cancel)
         except Cancelled:
-            return ImportReport(seconds=time.perf_counter() - started, cancelled=True)
+            return ImportOutcome(seconds=time.perf_counter() - started, cancelled=True)
         return convert_report(result, lambda path: int(opened.rows_of_sources([path]).size))
 
 
@@ -104,7 +104,7 @@ def prewarm(model: str | Path | None, device: str, backbone_weights: str | Path 
 
 def captions_job(library: str | Path, manifest: str | Path, model: str | Path | None, device: str,
                  backbone_weights: str | Path | None = None, *, progress: ProgressCallback = no_progress,
-                 cancel: CancelToken | None = None) -> ImportReport:
+                 cancel: CancelToken | None = None) -> ImportOutcome:
     """Add a manifest's spoken captions to a library (encoded by the trained model), as per-file rows."""
     from dvan.errors import UntrainedModelError
     from dvan.library.captions import add_captions
@@ -120,7 +120,7 @@ def captions_job(library: str | Path, manifest: str | Path, model: str | Path | 
     files = [FileReport(Path(manifest), "imported", 0, f"{report.added} spoken caption(s) added, "
                                                        f"{report.unchanged} already in the library")]
     files += [FileReport(Path(path), "failed", 0, str(reason)) for path, reason in report.failed]
-    return ImportReport(files=files, tiles=0, seconds=time.perf_counter() - started)
+    return ImportOutcome(files=files, tiles=0, seconds=time.perf_counter() - started)
 
 
 def demo_job(target: str | Path, model: str | Path | None, device: str, *, progress: ProgressCallback = no_progress,

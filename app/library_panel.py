@@ -31,7 +31,7 @@ from app import palette
 from app.backend import Backend, is_library
 from app.job_control import JobController
 from app.settings import AppSettings
-from app.types import ImportReport
+from app.types import ImportOutcome
 from app.widgets import JobBar
 from app.worker import Worker
 from dvan.errors import DvanError
@@ -66,7 +66,7 @@ class LibraryPanel(QWidget):
         super().__init__(parent)
         self.backend = backend
         self.settings = settings
-        self.report: ImportReport | None = None
+        self.report: ImportOutcome | None = None
         self._kind = "import"
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_library_row())
@@ -277,7 +277,7 @@ class LibraryPanel(QWidget):
         """Ask the running import to stop after its current batch (committed tiles stay)."""
         self.jobs.cancel()
 
-    def _finished(self, report: ImportReport) -> None:
+    def _finished(self, report: ImportOutcome) -> None:
         self.report = report
         self.table.setRowCount(len(report.files))
         for row, entry in enumerate(report.files):

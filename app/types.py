@@ -108,7 +108,7 @@ class Heard:
 
 
 @dataclass(frozen=True)
-class CaptionHit:
+class RankedCaption:
     """One ranked spoken caption of the library."""
 
     rank: int
@@ -129,7 +129,7 @@ class FileReport:
 
 
 @dataclass
-class ImportReport:
+class ImportOutcome:
     """Outcome of one import job."""
 
     files: list[FileReport] = field(default_factory=list)

@@ -421,66 +421,74 @@ class Library:
             thumbs_end = int(self.meta("thumbs_end"))
             gallery_rows = int(self.meta("gallery_rows"))
             write_gallery = gallery is not None and gallery_rows == start and bool(self.meta("gallery_key"))
+            gallery_file = self.gallery_file() if write_gallery else None
             if count:
-                self.backbone_file().write(start, features.astype(np.float16))
-                if write_gallery:
-                    assert gallery is not None
-                    gallery_file = self.gallery_file()
-                    assert gallery_file is not None
-                    gallery_file.write(start, gallery)
-                blob = b"".join(t.thumbnail for t in tiles)
-                thumbs = self.path / THUMBS_FILE
-                fd = os.open(thumbs, os.O_RDWR | os.O_CREAT, 0o644)
-                try:
-                    pwrite_all(fd, blob, thumbs_end)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                self.backbone_file().sync()
-                if write_gallery:
-                    synced = self.gallery_file()
-                    assert synced is not None
-                    synced.sync()
+                # the row files first, synced: the transaction below only ever points at durable rows
+                self._write_tile_rows(start, tiles, features, gallery if gallery_file is not None else None,
+                                      gallery_file, thumbs_end)
             digests = self._digests_of(self.backbone_file(), start, start + count)
-            if write_gallery:
-                gallery_file = self.gallery_file()
-                assert gallery_file is not None
+            if gallery_file is not None:
                 digests += self._digests_of(gallery_file, start, start + count)
-            ids: list[int] = []
             with self._transaction():
                 self._record_digests(digests)
-                offset = thumbs_end
-                for index, tile in enumerate(tiles):
-                    lonlat = tile.lonlat_bounds or (None, None, None, None)
-                    bounds = tile.bounds or (None, None, None, None)
-                    pixel = tile.pixel_size or (None, None)
-                    cursor = self._db.execute(
-                        "INSERT INTO tiles (row, source_id, col_off, row_off, width, height, pixel_w, pixel_h, minx,"
-                        " miny, maxx, maxy, west, south, east, north, footprint, valid_fraction, thumb_offset,"
-                        " thumb_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (start + index, tile.source_id, *tile.window.as_tuple(), *pixel, *bounds, *lonlat,
-                         tile.footprint, tile.valid_fraction, offset, len(tile.thumbnail)))
-                    assert cursor.lastrowid is not None
-                    ids.append(int(cursor.lastrowid))
-                    if tile.lonlat_bounds is not None:
-                        west, south, east, north = tile.lonlat_bounds
-                        self._db.execute("INSERT INTO tiles_lonlat (id, west, east, south, north) VALUES (?, ?, ?, ?, ?)",
-                                         (cursor.lastrowid, west, east, south, north))
-                    offset += len(tile.thumbnail)
-                per_source: dict[int, int] = {}
-                for tile in tiles:
-                    per_source[tile.source_id] = per_source.get(tile.source_id, 0) + 1
-                for source_id, added in per_source.items():
-                    self._db.execute("UPDATE sources SET tiles = tiles + ? WHERE id = ?", (added, source_id))
-                for source_id, skipped in (finished or {}).items():
-                    self._db.execute("UPDATE sources SET status = 'complete', skipped_nodata = ? WHERE id = ?",
-                                     (skipped, source_id))
+                ids, offset = self._insert_tiles(start, tiles, thumbs_end)
+                self._count_source_tiles(tiles, finished or {})
                 updates: dict[str, Any] = {"next_row": start + count, "thumbs_end": offset,
                                            "generation": int(self.meta("generation")) + 1}
-                if write_gallery:
+                if gallery_file is not None:
                     updates["gallery_rows"] = start + count
                 self._set_meta(updates)
             return ids
+
+    def _write_tile_rows(self, start: int, tiles: Sequence[NewTile], features: np.ndarray, gallery: np.ndarray | None,
+                         gallery_file: RowFile | None, thumbs_end: int) -> None:
+        """Write and fsync the new tiles' feature rows, gallery rows and thumbnails past the committed ends."""
+        self.backbone_file().write(start, features.astype(np.float16))
+        if gallery_file is not None and gallery is not None:
+            gallery_file.write(start, gallery)
+        fd = os.open(self.path / THUMBS_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            pwrite_all(fd, b"".join(t.thumbnail for t in tiles), thumbs_end)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.backbone_file().sync()
+        if gallery_file is not None:
+            gallery_file.sync()
+
+    def _insert_tiles(self, start: int, tiles: Sequence[NewTile], thumbs_end: int) -> tuple[list[int], int]:
+        """Insert the tiles' records (inside the caller's transaction); their ids and the new thumbnails end."""
+        ids: list[int] = []
+        offset = thumbs_end
+        for index, tile in enumerate(tiles):
+            lonlat = tile.lonlat_bounds or (None, None, None, None)
+            bounds = tile.bounds or (None, None, None, None)
+            pixel = tile.pixel_size or (None, None)
+            cursor = self._db.execute(
+                "INSERT INTO tiles (row, source_id, col_off, row_off, width, height, pixel_w, pixel_h, minx,"
+                " miny, maxx, maxy, west, south, east, north, footprint, valid_fraction, thumb_offset,"
+                " thumb_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (start + index, tile.source_id, *tile.window.as_tuple(), *pixel, *bounds, *lonlat,
+                 tile.footprint, tile.valid_fraction, offset, len(tile.thumbnail)))
+            assert cursor.lastrowid is not None
+            ids.append(int(cursor.lastrowid))
+            if tile.lonlat_bounds is not None:
+                west, south, east, north = tile.lonlat_bounds
+                self._db.execute("INSERT INTO tiles_lonlat (id, west, east, south, north) VALUES (?, ?, ?, ?, ?)",
+                                 (cursor.lastrowid, west, east, south, north))
+            offset += len(tile.thumbnail)
+        return ids, offset
+
+    def _count_source_tiles(self, tiles: Sequence[NewTile], finished: dict[int, int]) -> None:
+        """Add the tiles to their sources' counts; mark finished sources complete (inside the caller's transaction)."""
+        per_source: dict[int, int] = {}
+        for tile in tiles:
+            per_source[tile.source_id] = per_source.get(tile.source_id, 0) + 1
+        for source_id, added in per_source.items():
+            self._db.execute("UPDATE sources SET tiles = tiles + ? WHERE id = ?", (added, source_id))
+        for source_id, skipped in finished.items():
+            self._db.execute("UPDATE sources SET status = 'complete', skipped_nodata = ? WHERE id = ?",
+                             (skipped, source_id))
 
     def delete_sources(self, source_ids: Iterable[int]) -> int:
         """Remove sources and their tiles (their rows become unused holes); returns tiles removed."""

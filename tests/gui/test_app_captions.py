@@ -90,12 +90,12 @@ def test_not_an_image_is_refused_by_the_drop_area(qtbot, backend, world, tmp_pat
 def test_playback_without_an_output_device_is_a_message(qtbot, backend, world, tmp_path: Path) -> None:
     from app.captions_panel import CaptionsPanel
     from app.thumbs import ImageCache
-    from app.types import CaptionHit
+    from app.types import RankedCaption
 
     settings = make_settings(tmp_path, output_device="No Such Speaker")
     panel = CaptionsPanel(backend, settings, ImageCache(backend))  # type: ignore[arg-type]
     qtbot.addWidget(panel)
     audio = next(iter(backend.library.captions())).audio
-    panel.play(CaptionHit(rank=1, probability=0.5, audio=audio, text="a text"))
+    panel.play(RankedCaption(rank=1, probability=0.5, audio=audio, text="a text"))
     assert "Cannot play" in panel.heading.text() and "No Such Speaker" in panel.heading.text()
     assert panel.caption_text.text() == "a text"
