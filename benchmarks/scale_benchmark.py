@@ -231,8 +231,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = ["# Scale: import on Ray workers, sharded search, projections to 10^8-10^9 tiles", "",
              f"Machine: {machine['cpu']}, {machine['cores']} CPU cores, no GPU; torch {machine['torch']}. Load average "
              f"before: {', '.join(f'{v:.2f}' for v in results['load_before'])}; after: "
-             f"{', '.join(f'{v:.2f}' for v in results['load_after'])} (shared with a training run: absolute "
-             "rates are low and noisy; ratios measured side by side are the useful part).", "",
+             f"{', '.join(f'{v:.2f}' for v in results['load_after'])} (a busy machine gives lower rates; the "
+             "ratios measured side by side in one run are the useful part).", "",
              f"Command: `{results['command']}`", "",
              f"## Import ({imports['local']['tiles']} tiles of 256 px from one generated GeoTIFF, model projections "
              "stored, batches of 16)", "",
@@ -243,12 +243,11 @@ def markdown(results: dict[str, Any]) -> str:
     for key, label in names.items():
         row = imports[key]
         lines.append(f"| {label} | {row['tiles_per_s']:.1f} | {row['seconds']:.1f} |")
-    lines += ["", "Read with care: on 2 cores the Ray workers share the cores with the driver, and Ray starts its "
-              "workers 15 niceness steps below the driver (its `worker_niceness`; seen as nice 19 in `ps` here, the "
-              "driver at 5), so on this machine, shared with a training run and other jobs, the workers get the "
-              "least CPU of anything running: the Ray rows measure that starvation, not Ray's overhead. On dedicated "
-              "worker nodes (GPU) the backbone runs as fast as locally. What carries over to a cluster is the "
-              "driver's ceiling (reading, tiling, thumbnails, projections and commits of one process).", "",
+    lines += ["", "Read with care: here the Ray workers share the machine's cores with the driver, and Ray starts "
+              "its workers at a lower CPU priority than the driver (its `worker_niceness`), so on a busy machine they "
+              "get the least CPU of anything running. On dedicated worker nodes (GPU) the backbone runs as fast as "
+              "locally. What carries over to a cluster is the driver's ceiling (reading, tiling, thumbnails, "
+              "projections and commits of one process).", "",
               "## Search", "", "One shard (one process, fused kernel, top-10; synthetic float16 gallery):", "",
               "| tiles | ms per query | ns per tile |", "|---:|---:|---:|"]
     for row in results["search"]["per_shard"]:
@@ -265,21 +264,19 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "## Projection to 10^8 and 10^9 tiles", "", "Assumptions:", "",
               f"- a GPU worker runs the backbone at {GPU_TILES_PER_S:,.0f} tiles/s (ASSUMED, not measured: no GPU "
               "here; efficientnet-lite0 is a 0.4 GFLOP network);",
-              f"- one import driver sustains {imports['driver_only']['tiles_per_s']:.1f} tiles/s (MEASURED above on a "
-              "loaded 2-core machine; a dedicated 16-core node reads faster, so this is pessimistic): the archive is "
+              f"- one import driver sustains {imports['driver_only']['tiles_per_s']:.1f} tiles/s (MEASURED above on "
+              "this 2-core machine; a dedicated 16-core node reads faster, so this is pessimistic): the archive is "
               "split into shards (e.g. one per region), each imported by its own driver at the same time, so drivers "
               "are added until they keep the GPUs busy;",
               f"- disk per tile: features {FEATURE_BYTES} B + gallery {GALLERY_BYTES} B + thumbnail "
               f"{imports['local']['thumbnail_bytes_per_tile']:.0f} B (measured) + about 400 B of SQLite row;",
               f"- search is memory-bandwidth bound: {results['search']['per_shard'][-1]['ns_per_tile']:.2f} ns per tile "
-              "measured on this loaded 2-core machine is taken per search node (pessimistic: the same kernel "
-              "measured 208 ns per tile at 1M tiles on this machine when idle, benchmarks/results/search_speed.md, "
-              "and a 16+ core node is faster still), each node holding its shards' float16 gallery in RAM (page "
+              "measured above on 2 cores is taken per search node (pessimistic: a 16+ core node with more memory "
+              "bandwidth is faster), each node holding its shards' float16 gallery in RAM (page "
               "cache); the merge adds the time in the table above (" + ", ".join(
                   f"{m['merge_ms']:.2f} ms for {m['shards']:,} shards" for m in results["merge"]
                   if m["k"] == 10 and m["shards"] in (100, 1000)) + ", K=10);",
-              "- Ray tasks above are slower than local processes here for the same starvation reason as the Ray "
-              "import rows (nice 19 workers on a saturated machine), plus one Ray task round trip per shard.", "",
+              "- a Ray task adds one round trip per shard; on 2 cores its workers also compete with the driver.", "",
               "Import drivers are driver processes (about one core each, e.g. 16 per 16-core node), one per shard "
               "being imported.", "",
               "| tiles | GPU workers | import drivers | index wall time | library disk | gallery (RAM to search) | search, 16 "
