@@ -30,6 +30,12 @@ import numpy as np
 FRAME_S = 0.02
 #: Less speech than this is no query (detect_speech's default min_speech_s).
 MIN_SPEECH_S = 0.2
+#: A voiced frame stands this far above the noise floor (dB) ...
+MARGIN_DB = 12.0
+#: ... and above this absolute level (dBFS).
+MIN_LEVEL_DB = -50.0
+#: Percentile of the frame levels taken as the noise floor.
+FLOOR_PERCENTILE = 10.0
 #: Kept before the first and after the last voiced frame when a recording is cut to its speech.
 ENERGY_PAD_S = 0.05
 
@@ -103,8 +109,15 @@ def _mono_float(samples: np.ndarray) -> np.ndarray:
     return data.mean(axis=1).astype(np.float32) if data.ndim == 2 else data
 
 
+def _voiced(levels: np.ndarray, margin_db: float, min_level_db: float, floor_percentile: float) -> tuple[np.ndarray, float]:
+    """The voiced-frame rule: which frames stand ``margin_db`` above the noise floor and above ``min_level_db``."""
+    floor = float(np.percentile(levels, floor_percentile))
+    return (levels >= floor + margin_db) & (levels >= min_level_db), floor
+
+
 def detect_speech(samples: np.ndarray, sample_rate: int, *, min_duration_s: float = 0.3, min_speech_s: float = MIN_SPEECH_S,
-                  margin_db: float = 12.0, min_level_db: float = -50.0, floor_percentile: float = 10.0) -> SpeechCheck:
+                  margin_db: float = MARGIN_DB, min_level_db: float = MIN_LEVEL_DB,
+                  floor_percentile: float = FLOOR_PERCENTILE) -> SpeechCheck:
     """Decide whether a recording holds speech worth searching with.
 
     Args:
@@ -123,8 +136,7 @@ def detect_speech(samples: np.ndarray, sample_rate: int, *, min_duration_s: floa
     if levels.size == 0:
         return SpeechCheck(False, "too_short", duration, 0.0, -200.0, -200.0)
     peak = float(levels.max())
-    floor = float(np.percentile(levels, floor_percentile))
-    voiced = (levels >= floor + margin_db) & (levels >= min_level_db)
+    voiced, floor = _voiced(levels, margin_db, min_level_db, floor_percentile)
     speech = float(voiced.sum()) * FRAME_S
     if duration < min_duration_s:
         return SpeechCheck(False, "too_short", duration, speech, peak, floor)
@@ -144,8 +156,8 @@ VAD_METHODS = ("energy", "silero")
 DEFAULT_VAD_METHOD = "energy"
 
 
-def energy_span(samples: np.ndarray, sample_rate: int, *, margin_db: float = 12.0, min_level_db: float = -50.0,
-                floor_percentile: float = 10.0, pad_s: float = ENERGY_PAD_S) -> tuple[int, int] | None:
+def energy_span(samples: np.ndarray, sample_rate: int, *, margin_db: float = MARGIN_DB, min_level_db: float = MIN_LEVEL_DB,
+                floor_percentile: float = FLOOR_PERCENTILE, pad_s: float = ENERGY_PAD_S) -> tuple[int, int] | None:
     """(start, end) sample indices from the first to the last voiced frame of :func:`detect_speech`'s rule.
 
     The span is widened by ``pad_s`` on each side: soft onsets and endings (an "f", a fading vowel)
@@ -155,8 +167,7 @@ def energy_span(samples: np.ndarray, sample_rate: int, *, margin_db: float = 12.
     levels = frame_levels(samples, sample_rate)
     if levels.size == 0:
         return None
-    floor = float(np.percentile(levels, floor_percentile))
-    voiced = np.flatnonzero((levels >= floor + margin_db) & (levels >= min_level_db))
+    voiced = np.flatnonzero(_voiced(levels, margin_db, min_level_db, floor_percentile)[0])
     if voiced.size == 0:
         return None
     frame = max(1, int(round(FRAME_S * sample_rate)))
