@@ -62,6 +62,11 @@ def _demo_files() -> list[Path]:
     return files
 
 
+def _shipped_paths(files: list[Path]) -> set[str]:
+    """The demo files as a library records its sources (resolved paths)."""
+    return {str(f.resolve()) for f in files}
+
+
 def demo_library_ready(path: str | Path | None = None) -> bool:
     """Whether the demo library is built and complete, so it can be opened without an import.
 
@@ -74,7 +79,7 @@ def demo_library_ready(path: str | Path | None = None) -> bool:
     try:
         with Library.open(target) as library:
             files = _demo_files()
-            if {str(s.path) for s in library.sources()} != {str(f.resolve()) for f in files}:
+            if {str(s.path) for s in library.sources()} != _shipped_paths(files):
                 return False  # a demo file is missing, or one of an earlier install is still there
             for file in files:
                 record = library.source(file)
@@ -114,7 +119,7 @@ def ensure_demo_library(path: str | Path | None = None, model: str | Path | Mode
         # The demo library is derived from the shipped demo files only. Built by an earlier install in another
         # folder (an upgrade into a new prefix), it holds that install's files and captions, which would rank
         # beside the new ones: rebuild it from scratch.
-        shipped = {str(f.resolve()) for f in _demo_files()}
+        shipped = _shipped_paths(_demo_files())
         if any(str(s.path) not in shipped for s in library.sources()):
             library.close()
             shutil.rmtree(target)
