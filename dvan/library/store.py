@@ -424,8 +424,7 @@ class Library:
             gallery_file = self.gallery_file() if write_gallery else None
             if count:
                 # the row files first, synced: the transaction below only ever points at durable rows
-                self._write_tile_rows(start, tiles, features, gallery if gallery_file is not None else None,
-                                      gallery_file, thumbs_end)
+                self._write_tile_rows(start, tiles, features, gallery, gallery_file, thumbs_end)
             digests = self._digests_of(self.backbone_file(), start, start + count)
             if gallery_file is not None:
                 digests += self._digests_of(gallery_file, start, start + count)
@@ -442,7 +441,7 @@ class Library:
 
     def _write_tile_rows(self, start: int, tiles: Sequence[NewTile], features: np.ndarray, gallery: np.ndarray | None,
                          gallery_file: RowFile | None, thumbs_end: int) -> None:
-        """Write and fsync the new tiles' feature rows, gallery rows and thumbnails past the committed ends."""
+        """Write and fsync the new tiles' feature rows, gallery rows (when ``gallery_file`` is given) and thumbnails."""
         self.backbone_file().write(start, features.astype(np.float16))
         if gallery_file is not None and gallery is not None:
             gallery_file.write(start, gallery)
