@@ -201,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     all_latencies = [v for values in latencies.values() for v in values]
     result = {
         "machine": describe_machine(),
-        "model": str(model),
-        "library": {"tiles": tiles, "path": str(library)},
+        "model": model.name,  # results name no machine paths
+        "library": {"tiles": tiles},
         "audio_path": audio_path,
         "release_to_results_ms": {"all": summary(all_latencies), "by_query": {k: summary(v) for k, v in latencies.items()}},
         "import": {"tiles": report.tiles if report else None, "seconds": seconds,
